@@ -1,0 +1,44 @@
+# medseg: the two commands a new user needs are `make demo` and `make test`.
+# Both create/refresh .venv (Python 3.11+) and install medseg editable with its test
+# dependencies, pinned by constraints.txt (the torch/torchvision pair of ../shared/ENV.md).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.medseg-installed
+# pip prints one harmless line per local mirror folder it cannot find; hide just those.
+PIPQ   := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+SAMPLES := data_samples/ct_chest/CTChest4.nrrd data_samples/ct_chest/Segmentation.seg.nrrd \
+           data_samples/mr_brain_dicom data_samples/dicom_misc/ct_jpeg_lossless.dcm
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "==> setting up $(VENV) (first time: about 2 minutes, mostly PyTorch)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip $(PIPQ)
+	@$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" $(PIPQ)
+	@$(BIN)/python -c "import medseg, torch, torchvision, monai; print('==> medseg', medseg.__version__, '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| monai', monai.__version__)"
+	@touch $(STAMP)
+
+demo: venv
+	@for s in $(SAMPLES); do \
+		echo; echo "==> medseg info $$s"; \
+		$(BIN)/medseg info $$s || exit $$?; \
+	done
+	@mkdir -p demo_out
+	@echo; echo "==> medseg convert data_samples/mr_brain_dicom demo_out/mr_brain.nii.gz"
+	@$(BIN)/medseg convert data_samples/mr_brain_dicom demo_out/mr_brain.nii.gz --overwrite
+	@echo; echo "==> demo done: see demo_out/"
+
+test: venv
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/io.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,50 @@
+"""Atomic file output: write to a temporary name in the target folder, then rename.
+
+A crash or Ctrl-C during a write leaves either the old file or nothing -- never half a file
+under the final name (DESIGN.md convention 6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, suffix: str) -> Iterator[Path]:
+    """Yield a temporary path next to ``final`` ending in ``suffix``; rename it on success.
+
+    The suffix is kept so libraries that pick the format from the name (nibabel,
+    SimpleITK) write the right thing. On any exception the temporary file is removed
+    and ``final`` is untouched.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir_files(final: Path) -> Iterator[Path]:
+    """For formats written as several files (``.mhd`` + ``.raw``): yield a temporary folder
+    in which the writer creates files under their *final* names; on success each file is
+    moved next to ``final`` (data files first, ``final`` itself last)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmpdir", dir=final.parent))
+    try:
+        yield tmpdir / final.name
+        produced = sorted(tmpdir.iterdir(), key=lambda p: p.name == final.name)
+        for p in produced:
+            os.replace(p, final.parent / p.name)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
