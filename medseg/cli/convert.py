@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     output_format(args.output)  # fail on a bad suffix before reading a large input
     if args.output.exists() and args.input.exists() and args.output.resolve() == args.input.resolve():
         raise OutputError(f"OUTPUT is the INPUT ({args.input}); refusing to overwrite it -- choose another path")
+    if args.output.exists() and not args.overwrite:  # say so before reading a large input
+        raise OutputError(f"{args.output} already exists; choose another path or allow overwriting (--overwrite)")
     vol = read_volume(args.input, **read_kwargs(args))
     out = write_volume(vol, args.output, overwrite=args.overwrite)
     sys.stderr.write(f"wrote {out} ({vol.geometry.describe()}, {vol.dtype})\n")

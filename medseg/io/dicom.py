@@ -18,6 +18,7 @@ Rules (each one is a classic source of silently wrong masks):
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,13 +164,24 @@ def slice_affine(slices: list[SliceHeader]) -> np.ndarray:
     return LPS_TO_RAS @ lps
 
 
+def _truncated(path: Path) -> InputError:
+    return InputError(
+        f"the pixel data of {path} could not be read (the file ends early); the file is "
+        "truncated or corrupt -- copy or export the series again"
+    )
+
+
 def _read_pixels(sl: SliceHeader, cache: dict) -> tuple[np.ndarray, bool]:
     """Stored pixel values of one slice as (rows, cols), and whether rescale is already applied."""
     key = sl.path
     if key not in cache:
         cache.clear()  # keep at most one (multi-frame) file in memory
         try:
-            ds = pydicom.dcmread(sl.path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = pydicom.dcmread(sl.path)
+            if any("End of file" in str(w.message) for w in caught):
+                raise _truncated(sl.path)
             if "PixelData" not in ds:
                 raise InputError(f"{sl.path} has no pixel data; remove it from the series folder")
             if int(ds.get("SamplesPerPixel", 1)) != 1:
