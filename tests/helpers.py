@@ -162,3 +162,45 @@ def dicom_position_ras(path: Path) -> np.ndarray:
     """ImagePositionPatient of a file, converted to RAS (header is the reference)."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     return np.array([float(v) for v in ds.ImagePositionPatient]) * np.array([-1.0, -1.0, 1.0])
+
+
+def write_enhanced_multiframe(path: Path, pixels: np.ndarray, positions: np.ndarray, *,
+                              orientation=(1, 0, 0, 0, 1, 0), spacing=(0.7, 0.8),
+                              slope: float = 1.0, intercept: float = -1024.0) -> Path:
+    """Write an Enhanced CT multi-frame file: frame f has stored values ``pixels[:, :, f]``
+    (rows, cols) at LPS ``positions[f]``; geometry in the functional group sequences."""
+    from pydicom.sequence import Sequence
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "CT"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.NumberOfFrames = pixels.shape[2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+
+    def item(**kw):
+        d = Dataset()
+        for k, v in kw.items():
+            setattr(d, k, v)
+        return d
+
+    shared = item(
+        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=[f"{v:.8f}" for v in orientation])]),
+        PixelMeasuresSequence=Sequence([item(PixelSpacing=[f"{spacing[0]}", f"{spacing[1]}"], SliceThickness="2.5")]),
+        PixelValueTransformationSequence=Sequence([item(RescaleSlope=f"{slope}", RescaleIntercept=f"{intercept}", RescaleType="HU")]),
+    )
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(
+        [item(PlanePositionSequence=Sequence([item(ImagePositionPatient=[f"{v:.6f}" for v in p])])) for p in positions]
+    )
+    ds.PixelData = np.ascontiguousarray(pixels.transpose(2, 0, 1).astype(np.uint16)).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

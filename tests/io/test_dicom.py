@@ -202,3 +202,35 @@ def test_truncated_compressed_file_is_reported_as_truncated(tmp_path):
     cut.write_bytes(CT_JPEG.read_bytes()[:5000])
     with pytest.raises(InputError, match="ends early.*truncated"):
         read_volume(cut)
+
+
+def test_enhanced_multiframe_matches_the_same_data_as_a_series(tmp_path):
+    from tests.helpers import write_enhanced_multiframe
+
+    px = _pixels(shape=(6, 5, 7))
+    pos = np.array([[-100.0, -120.0, 50.0 + 2.5 * k] for k in range(7)])
+    order = np.random.default_rng(4).permutation(7)  # frames stored out of order
+    mf = write_enhanced_multiframe(tmp_path / "mf.dcm", px[:, :, order], pos[order], slope=0.5, intercept=-20)
+    vol = read_volume(mf)
+    write_dicom_series(tmp_path / "series", px, positions=pos, slope=0.5, intercept=-20)
+    ref = read_volume(tmp_path / "series")  # checked against SimpleITK in the tests above
+    np.testing.assert_allclose(vol.affine, ref.affine, atol=1e-6)
+    np.testing.assert_allclose(vol.array, ref.array)
+    # hand reference: voxel (0, 0, k) sits at frame k's position (LPS -> RAS)
+    for k in range(7):
+        assert np.allclose(vol.geometry.index_to_world([0, 0, k]), pos[k] * [-1, -1, 1])
+
+
+@pytest.mark.parametrize("slope, intercept", [(1.0, -1024.0), (0.5, -10.25)])
+def test_gdcm_fallback_applies_rescale_exactly_once(tmp_path, monkeypatch, slope, intercept):
+    px = _pixels()
+    write_dicom_series(tmp_path, px, slope=slope, intercept=intercept)
+    direct = read_volume(tmp_path)
+
+    def no_decoder(self):
+        raise NotImplementedError("no pixel data handler for this transfer syntax")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
+    fallback = read_volume(tmp_path)
+    np.testing.assert_allclose(fallback.array, direct.array, atol=1e-4)
+    np.testing.assert_allclose(fallback.array, px.transpose(1, 0, 2) * slope + intercept, atol=1e-4)
