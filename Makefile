@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "==> setting up $(VENV) (first time: about 2 minutes, mostly PyTorch)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip $(PIPQ)
-	@$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" $(PIPQ)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" $(PIPQ)
 	@$(BIN)/python -c "import medseg, torch, torchvision, monai; print('==> medseg', medseg.__version__, '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| monai', monai.__version__)"
 	@touch $(STAMP)
 

@@ -70,12 +70,13 @@ def _check_consistent(series: DicomSeries) -> None:
             raise GeometryError(
                 f"series {series.uid} mixes image sizes ({first.rows}x{first.columns} and "
                 f"{s.rows}x{s.columns}, e.g. {s.path.name}); it is not one volume -- "
-                "separate the images (a localizer stored in the series?)"
+                "separate the images (a localizer stored in the series?) or read another series with --series UID"
             )
         if np.max(np.abs(s.orientation - first.orientation)) > 1e-4:
             raise GeometryError(
                 f"series {series.uid} mixes slice orientations ({s.path.name} differs from "
-                f"{first.path.name}); it is not one volume -- separate the stacks"
+                f"{first.path.name}); it is not one volume -- separate the stacks, or read another series "
+                "with --series UID"
             )
         if np.max(np.abs(np.subtract(s.pixel_spacing, first.pixel_spacing))) > 1e-4:
             raise GeometryError(

@@ -40,6 +40,7 @@ def test_real_mr_series_matches_simpleitk_and_warns_on_jitter():
     assert vol.meta["modality"] == "MR" and vol.meta["n_series"] == 1
 
 
+@pytest.mark.filterwarnings("ignore::medseg.errors.MedsegWarning")  # the jitter warning, tested above
 def test_real_mr_slices_sit_at_their_header_positions():
     vol = read_volume(MR_DICOM)
     for k, f in enumerate(vol.meta["files"]):
