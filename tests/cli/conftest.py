@@ -1,16 +1,3 @@
-import subprocess
-import sys
-from pathlib import Path
+"""The `cli` fixture lives in tests/conftest.py; names re-exported for imports."""
 
-import pytest
-
-MEDSEG = Path(sys.executable).parent / "medseg"  # the installed console script
-
-
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(MEDSEG), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
-
-
-@pytest.fixture
-def cli():
-    return run_cli
+from tests.conftest import MEDSEG, run_cli  # noqa: F401

@@ -1,0 +1,68 @@
+"""``medseg plan DIR``: fingerprint a dataset and write the plan (YAML) training will use."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medseg.cli.progress import progress_bar
+from medseg.data.fingerprint import compute_fingerprint
+from medseg.data.layout import load_dataset
+from medseg.data.plan import make_plan, save_plan
+from medseg.data.validate import check_dataset
+from medseg.errors import InputError, OutputError
+
+
+def _default_gpu_memory() -> float:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return round(torch.cuda.get_device_properties(0).total_memory / 1e9, 1)
+    except Exception:  # torch missing or CUDA broken: plan for a typical 8 GB card
+        pass
+    return 8.0
+
+
+def add_parser(sub, parents) -> None:
+    p = sub.add_parser(
+        "plan",
+        parents=parents,
+        help="fingerprint a dataset and write its training plan (YAML)",
+        description="Validate the dataset, compute its fingerprint (spacings, shapes, foreground "
+        "intensities, class fractions) and write a plan: target spacing, normalisation, patch and "
+        "batch size, network shape. The plan is YAML you can edit; `medseg train` reads it.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder (nnU-Net v2 or Decathlon layout)")
+    p.add_argument("--out", type=Path, help="plan file to write (default: ./<dataset folder name>_plan.yaml)")
+    p.add_argument("--gpu-memory", type=float, metavar="GB",
+                   help="GPU memory budget in GB (default: the GPU's memory, or 8 without a GPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_dataset(args.dataset)
+    out = args.out or Path(f"{spec.root.resolve().name}_plan.yaml")
+    if out.exists() and not args.overwrite:
+        raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
+    if args.gpu_memory is not None and args.gpu_memory <= 1.0:
+        raise InputError(f"--gpu-memory {args.gpu_memory} GB is too small; give the GPU's memory in GB (e.g. 8)")
+    with progress_bar("checking", len(spec.cases)) as advance:
+        report = check_dataset(spec, progress=advance)
+    if not report.ok:
+        for line in report.lines()[:20]:
+            sys.stderr.write(f"  {line}\n")
+        raise InputError(f"{len(report.problems)} problem(s) in the dataset (listed above; "
+                         f"see `medseg check-dataset {args.dataset}`); fix them before planning")
+    with progress_bar("fingerprint", len(spec.cases)) as advance:
+        fp = compute_fingerprint(spec, progress=advance)
+    plan = make_plan(fp, args.gpu_memory or _default_gpu_memory())
+    save_plan(plan, out)
+    t, p = plan.preprocessing, plan.training
+    print(f"wrote {out}")
+    print(f"  target spacing {list(t.target_spacing)} mm, patch {list(p.patch_size)}, batch {p.batch_size}, "
+          f"{len(plan.network.strides)} stages, ~{plan.estimated_memory_gb:g} GB of {plan.gpu_memory_gb:g} GB")
+    print("  normalisation " + ", ".join(
+        f"ch{n.channel} {n.scheme}" + (f" clip {[round(c, 1) for c in n.clip]}" if n.clip else "") for n in t.normalization))
+    return 0

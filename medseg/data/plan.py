@@ -1,0 +1,301 @@
+"""The plan: every preprocessing and training-shape decision, as an editable YAML file.
+
+In the spirit of nnU-Net's plans, derived from the dataset fingerprint
+(:mod:`medseg.data.fingerprint`) and a GPU memory budget:
+
+* target spacing: the median spacing per axis; for anisotropic data (largest/smallest median
+  spacing > 3) the low-resolution axis uses the 10th percentile instead, so few cases are
+  upsampled heavily along it;
+* normalisation: CT -> clip to the 0.5 / 99.5 percentiles of foreground intensities, then
+  z-score with the foreground mean / std; other modalities -> per-image z-score;
+* network (MONAI DynUNet): an axis is downsampled while its feature map stays >= 8 voxels
+  and its spacing is not more than twice the finest axis's (anisotropic axes wait);
+  filters 32 * 2^stage up to 320; at most 6 stages;
+* patch size: starts at the median resampled shape (at most 256 per axis, rounded to what
+  the pooling needs) and the largest axis shrinks until the estimated memory fits;
+* batch size: what the remaining memory allows, at least 2, and at most 5% of the dataset's
+  voxels per batch.
+
+The memory estimate is a rough model (documented in :func:`estimate_memory_gb`) -- edit the
+plan file when you know better.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+
+from medseg.config import ConfigError, from_dict, load_yaml, to_dict
+
+PLAN_VERSION = 1
+ANISOTROPY_RATIO = 3.0
+MIN_FEATURE_MAP = 8
+MAX_STAGES = 6
+BASE_FILTERS = 32
+MAX_FILTERS = 320
+MAX_PATCH = 256
+#: bytes of activations/gradients per (voxel x feature channel) in training, incl. AMP, both
+#: encoder and decoder -- calibrated so a 128^3 DynUNet (32..320 filters) needs ~5 GB per sample,
+#: in line with nnU-Net's 3d_fullres default (patch 128^3, batch 2, ~10 GB).
+BYTES_PER_VOXEL_FEATURE = 56.0
+FIXED_OVERHEAD_GB = 1.0
+
+
+@dataclass
+class Normalization:
+    """Intensity normalisation of one input channel.
+
+    scheme ``ct``: clip to ``clip`` (HU) then ``(x - mean) / std``; ``zscore``: per image
+    ``(x - mean(x)) / std(x)``; ``none``: unchanged.
+    """
+
+    channel: int
+    scheme: Literal["ct", "zscore", "none"]
+    clip: tuple[float, float] | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    def validate(self, where: str) -> None:
+        if self.scheme == "ct":
+            if self.clip is None or self.mean is None or self.std is None:
+                raise ConfigError(f"{where}: scheme 'ct' needs clip, mean and std")
+            if not self.clip[0] < self.clip[1] or self.std <= 0:
+                raise ConfigError(f"{where}: need clip[0] < clip[1] and std > 0")
+
+
+@dataclass
+class Preprocessing:
+    target_spacing: tuple[float, float, float]
+    normalization: list[Normalization]
+    orientation: Literal["RAS"] = "RAS"
+
+    def validate(self, where: str) -> None:
+        if min(self.target_spacing) <= 0:
+            raise ConfigError(f"{where}.target_spacing: spacings must be > 0 mm, got {list(self.target_spacing)}")
+
+
+@dataclass
+class Network:
+    """MONAI DynUNet shape: one kernel and stride per stage (first stride is 1)."""
+
+    name: Literal["DynUNet", "UNet"]
+    kernels: list[tuple[int, int, int]]
+    strides: list[tuple[int, int, int]]
+    filters: list[int]
+
+    def validate(self, where: str) -> None:
+        if not (len(self.kernels) == len(self.strides) == len(self.filters)) or not self.kernels:
+            raise ConfigError(f"{where}: kernels, strides and filters need one entry per stage (same length)")
+
+    @property
+    def divisor(self) -> tuple[int, int, int]:
+        """Patch sizes must be multiples of this per axis (product of strides)."""
+        return tuple(int(np.prod([s[a] for s in self.strides])) for a in range(3))
+
+
+@dataclass
+class Training:
+    patch_size: tuple[int, int, int]
+    batch_size: int
+    foreground_fraction: float = 0.33
+
+    def validate(self, where: str) -> None:
+        if min(self.patch_size) < 1 or self.batch_size < 1:
+            raise ConfigError(f"{where}: patch_size entries and batch_size must be >= 1")
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise ConfigError(f"{where}.foreground_fraction: must be between 0 and 1, got {self.foreground_fraction}")
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    labels: dict[str, int]
+    channels: dict[int, str]
+
+
+@dataclass
+class Plan:
+    """The whole plan file (``medseg_plan: 1``). ``fingerprint`` is informative only."""
+
+    medseg_plan: int
+    dataset: DatasetInfo
+    preprocessing: Preprocessing
+    network: Network
+    training: Training
+    gpu_memory_gb: float
+    estimated_memory_gb: float
+    fingerprint: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def validate(self, where: str) -> None:
+        if self.medseg_plan != PLAN_VERSION:
+            raise ConfigError(f"{where}.medseg_plan: version {self.medseg_plan} is not supported (expected {PLAN_VERSION})")
+        div = self.network.divisor
+        bad = [a for a in range(3) if self.training.patch_size[a] % div[a]]
+        if bad:
+            raise ConfigError(
+                f"{where}.training.patch_size: {list(self.training.patch_size)} must be a multiple of "
+                f"{list(div)} per axis (the network's total downsampling)"
+            )
+        if len(self.preprocessing.normalization) != len(self.dataset.channels):
+            raise ConfigError(f"{where}.preprocessing.normalization: need one entry per channel ({len(self.dataset.channels)})")
+
+    def preprocessing_key(self) -> dict:
+        """What the preprocessing cache depends on (see :mod:`medseg.data.cache`)."""
+        return {"version": PLAN_VERSION, "preprocessing": to_dict(self.preprocessing)}
+
+
+# ---- planning --------------------------------------------------------------------------
+
+def target_spacing(spacings: np.ndarray) -> tuple[float, float, float]:
+    """Median spacing per axis; the low-res axis takes the 10th percentile when anisotropic.
+
+    Args:
+        spacings: (n_cases, 3) mm, in canonical (RAS) axis order.
+    """
+    med = np.median(spacings, axis=0)
+    target = med.copy()
+    worst = int(np.argmax(med))
+    others = [a for a in range(3) if a != worst]
+    if med[worst] > ANISOTROPY_RATIO * max(med[others]):
+        target[worst] = np.percentile(spacings[:, worst], 10)
+    return tuple(float(round(v, 4)) for v in target)
+
+
+def network_topology(patch: np.ndarray, spacing) -> tuple[list, list, list]:
+    """DynUNet kernels/strides/filters for a patch (voxels) at ``spacing`` (mm).
+
+    An axis is pooled while its feature map stays >= MIN_FEATURE_MAP and its current
+    spacing is at most twice the finest current spacing; kernels are 1 along axes whose
+    spacing is still more than twice the finest (anisotropic axes get in-plane convs first).
+    """
+    size = np.asarray(patch, float)
+    sp = np.asarray(spacing, float)
+    kernels, strides = [], [(1, 1, 1)]
+    while True:
+        kernels.append(tuple(1 if sp[a] > 2 * sp.min() else 3 for a in range(3)))
+        if len(strides) >= MAX_STAGES:
+            break
+        pool = tuple(2 if (size[a] / 2 >= MIN_FEATURE_MAP and sp[a] <= 2 * sp.min()) else 1 for a in range(3))
+        if max(pool) == 1:
+            break
+        strides.append(pool)
+        size = size / np.array(pool)
+        sp = sp * np.array(pool)
+    filters = [min(BASE_FILTERS * 2**i, MAX_FILTERS) for i in range(len(kernels))]
+    return kernels, strides[: len(kernels)], filters
+
+
+def estimate_memory_gb(patch, strides, filters, batch_size: int) -> float:
+    """Rough training memory: fixed overhead + batch * sum over stages of voxels * filters
+    * BYTES_PER_VOXEL_FEATURE. Good to a factor of ~1.5; edit the plan to correct it."""
+    vox = float(np.prod(patch))
+    total = 0.0
+    for stride, f in zip(strides, filters):
+        vox /= float(np.prod(stride))
+        total += vox * f
+    return FIXED_OVERHEAD_GB + batch_size * total * BYTES_PER_VOXEL_FEATURE / 1e9
+
+
+def _round_to(patch: np.ndarray, div) -> np.ndarray:
+    return np.maximum(np.asarray(div), (np.floor(patch / np.asarray(div)) * np.asarray(div))).astype(int)
+
+
+def choose_patch_and_batch(median_shape, spacing, gpu_memory_gb: float, dataset_voxels: float):
+    """Patch size, network and batch size fitting ``gpu_memory_gb`` (see module docstring)."""
+    patch = np.minimum(np.asarray(median_shape, float), MAX_PATCH)
+    patch = np.maximum(patch, MIN_FEATURE_MAP)
+    while True:
+        kernels, strides, filters = network_topology(patch, spacing)
+        div = [int(np.prod([s[a] for s in strides])) for a in range(3)]
+        rounded = _round_to(patch, div)  # multiple of the pooling, never above the median shape
+        mem = estimate_memory_gb(rounded, strides, filters, batch_size=2)
+        if mem <= gpu_memory_gb or np.prod(rounded) <= MIN_FEATURE_MAP**3:
+            break
+        # shrink the axis that is largest in mm (keeps the field of view roughly isotropic)
+        axis = int(np.argmax(rounded * np.asarray(spacing)))
+        patch[axis] = max(MIN_FEATURE_MAP, rounded[axis] - div[axis])
+    per_sample = (estimate_memory_gb(rounded, strides, filters, 1) - FIXED_OVERHEAD_GB)
+    batch = int(max(2, math.floor((gpu_memory_gb - FIXED_OVERHEAD_GB) / max(per_sample, 1e-9))))
+    batch_cap = max(2, int(0.05 * dataset_voxels / float(np.prod(rounded))))
+    batch = min(batch, batch_cap)
+    est = estimate_memory_gb(rounded, strides, filters, batch)
+    return tuple(int(v) for v in rounded), batch, (kernels, strides, filters), est
+
+
+def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0) -> Plan:
+    """Derive a plan from :func:`medseg.data.fingerprint.compute_fingerprint` output."""
+    spacings = np.asarray(fingerprint["spacings"], float)
+    shapes = np.asarray(fingerprint["shapes"], float)
+    tgt = target_spacing(spacings)
+    resampled = shapes * spacings / np.asarray(tgt)
+    median_shape = np.median(resampled, axis=0)
+    dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
+    patch, batch, (kernels, strides, filters), est = choose_patch_and_batch(median_shape, tgt, gpu_memory_gb, dataset_voxels)
+    norms = []
+    for ch, name in fingerprint["channels"].items():
+        st = fingerprint["intensity"].get(str(ch)) or fingerprint["intensity"].get(ch)
+        if name.strip().upper() == "CT" and st is not None:
+            clip = (round(st["p00_5"], 4), round(st["p99_5"], 4))
+            norms.append(Normalization(int(ch), "ct", clip, round(st["mean"], 4), round(max(st["std"], 1e-6), 4)))
+        else:
+            norms.append(Normalization(int(ch), "zscore"))
+    notes = [
+        f"target spacing {list(tgt)} mm from {len(spacings)} cases (median {np.median(spacings, axis=0).round(4).tolist()})",
+        f"median shape at target spacing {median_shape.round(1).tolist()}",
+        f"patch {list(patch)}, batch {batch}: estimated {est:.1f} GB of {gpu_memory_gb:g} GB",
+    ]
+    return Plan(
+        medseg_plan=PLAN_VERSION,
+        dataset=DatasetInfo(fingerprint["name"], dict(fingerprint["labels"]), {int(k): v for k, v in fingerprint["channels"].items()}),
+        preprocessing=Preprocessing(tgt, norms),
+        network=Network("DynUNet", kernels, strides, filters),
+        training=Training(patch, batch),
+        gpu_memory_gb=float(gpu_memory_gb),
+        estimated_memory_gb=round(float(est), 2),
+        fingerprint=fingerprint_summary(fingerprint),
+        notes=notes,
+    )
+
+
+def fingerprint_summary(fp: dict) -> dict:
+    """The informative part of the fingerprint kept in the plan file (no per-case lists)."""
+    sp = np.asarray(fp["spacings"], float)
+    sh = np.asarray(fp["shapes"], float)
+    return {
+        "n_cases": len(sp),
+        "median_spacing": np.median(sp, axis=0).round(4).tolist(),
+        "min_spacing": sp.min(axis=0).round(4).tolist(),
+        "max_spacing": sp.max(axis=0).round(4).tolist(),
+        "median_shape": np.median(sh, axis=0).round(1).tolist(),
+        "intensity": fp["intensity"],
+        "class_fraction": fp["class_fraction"],
+    }
+
+
+def save_plan(plan: Plan, path: str | Path) -> Path:
+    """Write the plan as commented YAML (atomically)."""
+    from medseg.io.atomic import atomic_path
+
+    path = Path(path)
+    header = (
+        "# medseg plan: preprocessing and training shapes derived from the dataset fingerprint.\n"
+        "# Edit freely; `medseg train` validates it. See README: The plan file.\n"
+    )
+    data = to_dict(plan)
+    notes = data.pop("notes")
+    text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    text += yaml.safe_dump({"notes": notes}, default_flow_style=False, width=100)
+    with atomic_path(path, ".yaml") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file; errors name the key and the allowed values."""
+    return from_dict(Plan, load_yaml(path), where=Path(path).name)
