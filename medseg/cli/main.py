@@ -14,11 +14,18 @@ import traceback
 import warnings
 
 from medseg import __version__
-from medseg.cli import convert, info
+from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan
 from medseg.errors import MedsegError, MedsegWarning
 
 #: Commands: name -> module with ``add_parser(subparsers, parents)`` and ``run(args) -> int``.
-COMMANDS = {"info": info, "convert": convert}
+COMMANDS = {
+    "info": info,
+    "convert": convert,
+    "check-dataset": check_dataset,
+    "plan": plan,
+    "phantoms": phantoms,
+    "evaluate": evaluate,
+}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,11 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from medseg.cli.progress import progress_bar
-from medseg.data.fingerprint import compute_fingerprint
-from medseg.data.layout import load_dataset
-from medseg.data.plan import make_plan, save_plan
-from medseg.data.validate import check_dataset
 from medseg.errors import InputError, OutputError
 
 
@@ -42,6 +37,12 @@ def add_parser(sub, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.cli.progress import progress_bar
+    from medseg.data.fingerprint import compute_fingerprint
+    from medseg.data.layout import load_dataset
+    from medseg.data.plan import make_plan, save_plan
+    from medseg.data.validate import check_dataset
+
     spec = load_dataset(args.dataset)
     out = args.out or Path(f"{spec.root.resolve().name}_plan.yaml")
     if out.exists() and not args.overwrite:

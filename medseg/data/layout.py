@@ -91,26 +91,36 @@ def _read_json(root: Path) -> dict:
     return data
 
 
+def parse_labels(raw: dict, source: str = "labels") -> dict[int, str]:
+    """``{value: name}`` from ``{name: value}`` (nnU-Net v2) or ``{"value": name}`` (Decathlon),
+    sorted by value. The one parser of dataset.json labels (metrics use it too).
+
+    Raises:
+        InputError: region labels (lists), values that are not integers, duplicate values.
+    """
+    out: dict[int, str] = {}
+    for key, value in raw.items():
+        if isinstance(value, (list, tuple)):
+            raise InputError(f"{source}: label {key!r} is a region (list {value}); medseg supports one integer per label")
+        name, val = (str(value), key) if str(key).strip().lstrip("-").isdigit() else (str(key), value)
+        try:
+            val = int(val)
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: label {key!r}: {value!r} is neither 'name': value nor 'value': 'name'") from None
+        if val in out:
+            raise InputError(f"{source}: label value {val} is declared twice ({out[val]!r} and {name!r}); fix it")
+        out[val] = name
+    return dict(sorted(out.items()))
+
+
 def _labels(data: dict, path: Path) -> dict[str, int]:
     raw = data.get("labels")
     if not isinstance(raw, dict) or not raw:
         raise InputError(f"{path}: 'labels' is missing or empty; declare e.g. {{\"background\": 0, \"liver\": 1}}")
-    out: dict[str, int] = {}
-    for k, v in raw.items():
-        if isinstance(v, (list, tuple)):
-            raise InputError(
-                f"{path}: label {k!r} is a region (list {v}); medseg supports one integer per label"
-            )
-        try:  # nnU-Net v2: name -> value; MSD: "value" -> name
-            name, value = (str(k), int(v)) if not str(k).lstrip("-").isdigit() else (str(v), int(k))
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: label {k!r}: {v!r} is not 'name': integer") from None
-        if value in out.values():
-            raise InputError(f"{path}: label value {value} is declared twice")
-        out[name] = value
-    if 0 not in out.values():
+    by_value = parse_labels(raw, str(path))
+    if 0 not in by_value:
         raise InputError(f"{path}: no label has value 0; declare the background as 0")
-    return dict(sorted(out.items(), key=lambda kv: kv[1]))
+    return {name: value for value, name in by_value.items()}
 
 
 def _channels(data: dict) -> dict[int, str]:
@@ -164,7 +174,8 @@ def _load_nnunet(root: Path, spec: DatasetSpec) -> None:
     ending = spec.file_ending
     images = _image_groups(root / "imagesTr", ending)
     labels_dir = root / "labelsTr"
-    labels = {p.name[: -len(ending)]: p for p in sorted(labels_dir.glob(f"*{ending}"))} if labels_dir.is_dir() else {}
+    labels = {p.name[: -len(ending)]: p for p in sorted(labels_dir.glob(f"*{ending}"))
+              if not p.name.startswith(".")} if labels_dir.is_dir() else {}
     for case_id in sorted(set(images) | set(labels)):
         chans = images.get(case_id, {})
         paths = [chans.get(c, root / "imagesTr" / f"{case_id}_{c:04d}{ending}") for c in spec.channels]

@@ -5,6 +5,13 @@ Order: reorient to the closest canonical RAS axes (no interpolation) -> resample
 plan's target spacing -> normalise intensities. See :class:`Preprocessor`.
 """
 
-from medseg.preprocess.pipeline import Preprocessor, PreprocessRecord
-
 __all__ = ["Preprocessor", "PreprocessRecord"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing medseg.preprocess.orientation must not pull in torch (CLI start-up).
+    if name in __all__:
+        from medseg.preprocess import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)

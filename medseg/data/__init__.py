@@ -1,0 +1,1 @@
+"""Datasets: folders, fingerprint/plan, preprocessing cache, loaders, synthetic phantoms."""

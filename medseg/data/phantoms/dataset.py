@@ -1,0 +1,183 @@
+"""Write a phantom dataset in the nnU-Net v2 raw layout (plus an optional DICOM study tree).
+
+::
+
+    OUT_DIR/dataset.json                       written last, atomically
+    OUT_DIR/imagesTr/phantom_000_0000.nii.gz   int16 HU
+    OUT_DIR/labelsTr/phantom_000.nii.gz        uint8 labels on exactly the image grid
+    OUT_DIR/dicom_study/...                    with dicom_study=True (see dicom_study.py)
+    OUT_DIR/.medseg_phantoms.json              generator options and a summary of each finished case
+
+Resuming: the hidden state file is written first and updated after each case. Running again
+with the same seed and size skips the cases already finished and adds missing ones (more
+``cases``, or ``dicom_study`` switched on). A non-empty folder that is not a phantom dataset,
+or one made with another seed, size or generator version, is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from medseg.data.phantoms.anatomy import LABELS, SIZES
+from medseg.data.phantoms.dicom_study import dicom_label_path, is_dicom_case, write_dicom_case
+from medseg.data.phantoms.generate import PHANTOM_VERSION, generate_case
+from medseg.errors import InputError, OutputError
+from medseg.io import write_mask_like, write_volume
+
+STATE_NAME = ".medseg_phantoms.json"
+DATASET_NAME = "MedsegPhantoms"
+
+#: ``progress(done, total, summary)``: called after each case, finished now or before (resumed).
+Progress = Callable[[int, int, dict], None]
+
+
+def case_id(index: int) -> str:
+    """``phantom_000``, ``phantom_001``, ... (the nnU-Net case identifier)."""
+    return f"phantom_{index:03d}"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomic JSON write (temporary file in the same folder, then os.replace)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); check the folder and free disk space") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _params(seed: int, size: str) -> dict:
+    return {"seed": seed, "size": size, "version": PHANTOM_VERSION}
+
+
+def _open_state(out: Path, seed: int, size: str, cases: int) -> dict:
+    """Load (resume) or create the state; refuse folders that are not this phantom dataset."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file; give a folder for the phantom dataset")
+    want = _params(seed, size)
+    state = None
+    if (out / STATE_NAME).is_file():
+        state = _read_json(out / STATE_NAME)
+    elif out.is_dir() and any(out.iterdir()):
+        previous = (_read_json(out / "dataset.json") or {}).get("medseg_phantoms")
+        if not isinstance(previous, dict):
+            raise OutputError(
+                f"{out} is not empty and is not a phantom dataset written by medseg; "
+                "choose a new or empty folder"
+            )
+        state = {**previous, "cases": {}}  # state file lost: redo every case
+    if state is None:
+        state = {"generator": "medseg phantoms", **want, "cases": {}}
+    have = {k: state.get(k) for k in want}
+    if have != want:
+        raise OutputError(
+            f"{out} holds phantoms made with --seed {have['seed']} --size {have['size']} "
+            f"(generator version {have['version']}); rerun with those options to resume, or choose an empty folder"
+        )
+    done = state.setdefault("cases", {})
+    extra = sorted(c for c, s in done.items() if int(s.get("index", 0)) >= cases)
+    if extra:
+        raise OutputError(
+            f"{out} already holds {len(done)} phantom cases (up to {extra[-1]}); ask for at least "
+            f"--cases {max(int(s['index']) for s in done.values()) + 1}, or choose an empty folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {out} ({e.strerror or e}); choose a writable folder") from e
+    _write_json(out / STATE_NAME, state)
+    return state
+
+
+def _summary(info: dict, dicom: bool) -> dict:
+    keys = ("index", "shape", "spacing", "orientation", "oblique_deg", "contrast", "n_tumours")
+    return {**{k: info[k] for k in keys}, "dicom": dicom}
+
+
+def _complete(out: Path, cid: str, summary: dict | None, want_dicom: bool) -> bool:
+    if summary is None:
+        return False
+    files = [out / "imagesTr" / f"{cid}_0000.nii.gz", out / "labelsTr" / f"{cid}.nii.gz"]
+    if want_dicom:
+        if not summary.get("dicom"):
+            return False
+        files.append(dicom_label_path(out / "dicom_study", cid))
+    return all(f.is_file() for f in files)
+
+
+def dataset_json(cases: int, seed: int, size: str) -> dict:
+    """The nnU-Net v2 ``dataset.json`` content for a phantom dataset."""
+    return {
+        "name": DATASET_NAME,
+        "description": f"Synthetic abdominal CT phantoms (medseg phantoms, size {size}, seed {seed}): "
+        "liver, spleen, kidneys and 0-3 liver/kidney tumours; random spacing and storage orientation.",
+        "channel_names": {"0": "CT"},
+        "labels": dict(LABELS),
+        "numTraining": cases,
+        "file_ending": ".nii.gz",
+        "licence": "CC0 (synthetic)",
+        "medseg_phantoms": _params(seed, size),
+    }
+
+
+def validate_options(cases: int, seed: int, size: str) -> None:
+    """Raise InputError (with advice) for impossible options."""
+    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
+        raise InputError(f"the number of cases must be a positive integer, got {cases!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"the seed must be a non-negative integer, got {seed!r}")
+    if size not in SIZES:
+        raise InputError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+
+
+def write_phantom_dataset(out_dir: str | Path, cases: int = 10, seed: int = 0, size: str = "small",
+                          dicom_study: bool = False, *, progress: Progress | None = None) -> Path:
+    """Generate ``cases`` phantoms into ``out_dir`` (nnU-Net v2 raw layout); returns ``out_dir``.
+
+    Case ``i`` is ``generate_case(seed, size, i)``. With ``dicom_study``, cases 0, 3, 6, ...
+    are also written as DICOM series (see :mod:`medseg.data.phantoms.dicom_study`).
+
+    Raises:
+        InputError: invalid options. OutputError: ``out_dir`` is a non-empty folder that is not
+            a phantom dataset with the same seed/size, holds more cases than asked, or cannot
+            be written.
+    """
+    validate_options(cases, seed, size)
+    out = Path(out_dir)
+    state = _open_state(out, seed, size, cases)
+    for index in range(cases):
+        cid = case_id(index)
+        want_dicom = dicom_study and is_dicom_case(index)
+        summary = state["cases"].get(cid)
+        if not _complete(out, cid, summary, want_dicom):
+            image, label, info = generate_case(seed, size, index)
+            write_volume(image, out / "imagesTr" / f"{cid}_0000.nii.gz", overwrite=True)
+            write_mask_like(label, image, out / "labelsTr" / f"{cid}.nii.gz", overwrite=True)
+            dicom = bool(summary and summary.get("dicom"))
+            if want_dicom:
+                write_dicom_case(out / "dicom_study", cid, [seed, size, PHANTOM_VERSION, index], image, label,
+                                 second_series=index == 0)
+                dicom = True
+            summary = state["cases"][cid] = _summary(info, dicom)
+            _write_json(out / STATE_NAME, state)
+        if progress is not None:
+            progress(index + 1, cases, {"case": cid, **summary})
+    _write_json(out / "dataset.json", dataset_json(cases, seed, size))
+    return out
