@@ -32,13 +32,21 @@ demo: venv
 	@mkdir -p demo_out
 	@echo; echo "==> medseg convert data_samples/mr_brain_dicom demo_out/mr_brain.nii.gz"
 	@$(BIN)/medseg convert data_samples/mr_brain_dicom demo_out/mr_brain.nii.gz --overwrite
-	@echo; echo "==> demo done: see demo_out/"
+	@echo; echo "==> medseg phantoms demo_out/phantoms --cases 6 (synthetic abdominal CT with labels)"
+	@$(BIN)/medseg phantoms demo_out/phantoms --cases 6 --seed 0
+	@echo; echo "==> medseg check-dataset demo_out/phantoms"
+	@$(BIN)/medseg check-dataset demo_out/phantoms
+	@echo; echo "==> medseg plan demo_out/phantoms --out demo_out/phantoms_plan.yaml"
+	@$(BIN)/medseg plan demo_out/phantoms --out demo_out/phantoms_plan.yaml --overwrite
+	@echo; echo "==> demo done: see demo_out/ (training and prediction join the demo when they land)"
 
 test: venv
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/io.py
+	$(BIN)/python bench/loading.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

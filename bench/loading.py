@@ -2,7 +2,7 @@
 
 medseg:   PreprocessedCache (memory-mapped .npy) + PatchDataset + DataLoader(2 workers)
 baseline: MONAI CacheDataset (LoadImaged, EnsureChannelFirstd, Orientationd RAS, Spacingd to
-          the plan's target spacing, ScaleIntensityRanged = the plan's CT clip + z-score)
+          the plan's target spacing, ScaleIntensityRanged = the plan's CT clip + z-score, SpatialPadd)
           + RandCropByPosNegLabeld (pos 1 : neg 2, i.e. 1/3 foreground) + the same
           augmentations (rotate p0.2 +-15 deg, zoom p0.2 0.85-1.25, flips p0.5 per axis,
           intensity scale p0.15, gamma p0.3 0.7-1.5, noise p0.1) + DataLoader(2 workers)
@@ -64,6 +64,7 @@ def medseg_loader(spec, plan, cache_dir: Path, length: int):
 def monai_loader(spec, plan, length: int):
     from monai import transforms as T
     from monai.data import CacheDataset, DataLoader
+    from torch.utils.data import RandomSampler
 
     norm = plan.preprocessing.normalization[0]
     lo, hi = norm.clip
@@ -75,6 +76,7 @@ def monai_loader(spec, plan, length: int):
         T.Spacingd(keys, pixdim=plan.preprocessing.target_spacing, mode=("bilinear", "nearest")),
         T.ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=(lo - norm.mean) / norm.std,
                                b_max=(hi - norm.mean) / norm.std, clip=True),
+        T.SpatialPadd(keys, spatial_size=patch),  # medseg pads small volumes too; MONAI's crop refuses them
     ]
     rand = [
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=1, neg=2, num_samples=1),
@@ -87,10 +89,12 @@ def monai_loader(spec, plan, length: int):
         T.RandGaussianNoised("image", prob=0.1, std=0.1),
     ]
     files = [{"image": str(c.images[0]), "label": str(c.label)} for c in spec.cases]
-    files = (files * math.ceil(length / len(files)))[:length]
-    ds = CacheDataset(files, T.Compose(det + rand), cache_rate=1.0, num_workers=2, progress=False)
-    ds.set_random_state(0)
-    return DataLoader(ds, batch_size=plan.training.batch_size, shuffle=True, num_workers=2, persistent_workers=True)
+    pipeline = T.Compose(det + rand)
+    pipeline.set_random_state(0)
+    ds = CacheDataset(files, pipeline, cache_rate=1.0, num_workers=2, progress=False)
+    # one long epoch, like medseg's: cases drawn with replacement
+    sampler = RandomSampler(ds, replacement=True, num_samples=length)
+    return DataLoader(ds, batch_size=plan.training.batch_size, sampler=sampler, num_workers=2, persistent_workers=True)
 
 
 def main() -> None:
@@ -114,7 +118,7 @@ def main() -> None:
         ours = medseg_loader(spec, plan, Path(tmp) / "cache", length)
         t_cache_ours = time.perf_counter() - t
         t = time.perf_counter()
-        base = monai_loader(spec, plan, len(spec.cases))
+        base = monai_loader(spec, plan, length)
         t_cache_base = time.perf_counter() - t
         r_ours = _rate(ours, args.batches, plan.training.batch_size)
         r_base = _rate(base, args.batches, plan.training.batch_size)
