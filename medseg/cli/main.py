@@ -14,7 +14,7 @@ import traceback
 import warnings
 
 from medseg import __version__
-from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan
+from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, train
 from medseg.errors import MedsegError, MedsegWarning
 
 #: Commands: name -> module with ``add_parser(subparsers, parents)`` and ``run(args) -> int``.
@@ -25,6 +25,7 @@ COMMANDS = {
     "plan": plan,
     "phantoms": phantoms,
     "evaluate": evaluate,
+    "train": train,
 }
 
 

@@ -19,9 +19,10 @@ import json
 import os
 import re
 import shutil
+import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def _preprocess_case(case: Case, plan: Plan, folder: Path, key: str, signature: 
         if len(idx) > MAX_LOCATIONS:
             idx = idx[np.sort(rng.choice(len(idx), MAX_LOCATIONS, replace=False))]
         locs[f"c{v}"] = idx
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.save(tmp / "image.npy", img)
@@ -150,7 +151,9 @@ class PreprocessedCache:
                     progress(case.case_id)
         jobs = [(c, self.plan, self.folder / c.case_id, self.key, _signature(c), i) for i, c in enumerate(todo)]
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # Threads, not processes: forking a process that already runs torch threads can
+            # deadlock, and the heavy parts (zlib, numpy, torch resampling) release the GIL.
+            with ThreadPoolExecutor(max_workers=workers) as pool:
                 for meta in pool.map(_preprocess_case, *zip(*jobs)):
                     if progress:
                         progress(meta["case_id"])

@@ -72,19 +72,20 @@ class PatchDataset(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """Yields the global indices of one epoch: ``epoch * length + i``; call ``set_epoch``."""
+    """Yields the global indices of one epoch: ``epoch * length + i`` for ``i >= start``;
+    call ``set_epoch(epoch, start)`` (``start`` > 0 resumes inside an epoch)."""
 
     def __init__(self, length: int):
-        self.length, self.epoch = length, 0
+        self.length, self.epoch, self.start = length, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.epoch * self.length, (self.epoch + 1) * self.length))
+        return iter(range(self.epoch * self.length + self.start, (self.epoch + 1) * self.length))
 
     def __len__(self) -> int:
-        return self.length
+        return self.length - self.start
 
 
 def make_loader(dataset: PatchDataset, batch_size: int, num_workers: int = 2, pin_memory: bool | None = None) -> DataLoader:

@@ -1,0 +1,90 @@
+"""Network, loss, optimiser and schedule from config values (explicit registries, no subclasses).
+
+Networks come from MONAI: ``DynUNet`` (nnU-Net-like, shaped by the plan's kernels/strides/
+filters) and ``UNet`` (residual units). Input: float32 (B, C, X, Y, Z) in model space;
+output: logits (B, n_classes, X, Y, Z).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import DynUNet, UNet
+
+from medseg.data.plan import Plan
+from medseg.train.config import TrainConfig, resolve_class_weights
+
+
+def _dynunet(plan: Plan, n_in: int, n_out: int, filters) -> torch.nn.Module:
+    net = plan.network
+    return DynUNet(
+        spatial_dims=3, in_channels=n_in, out_channels=n_out,
+        kernel_size=[list(k) for k in net.kernels], strides=[list(s) for s in net.strides],
+        upsample_kernel_size=[list(s) for s in net.strides[1:]], filters=list(filters),
+        norm_name=("instance", {"affine": True}), act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
+        res_block=False, deep_supervision=False,
+    )
+
+
+def _unet(plan: Plan, n_in: int, n_out: int, filters) -> torch.nn.Module:
+    strides = [tuple(s) for s in plan.network.strides[1:]]
+    return UNet(spatial_dims=3, in_channels=n_in, out_channels=n_out, channels=list(filters),
+                strides=strides, num_res_units=2, norm="instance")
+
+
+#: Explicit name -> builder registry (DESIGN.md convention 4).
+NETWORKS = {"DynUNet": _dynunet, "UNet": _unet}
+
+
+def build_network(cfg: TrainConfig, plan: Plan, n_in: int, n_out: int) -> torch.nn.Module:
+    filters = cfg.model.filters or plan.network.filters
+    if len(filters) != len(plan.network.strides):
+        from medseg.config import ConfigError
+
+        raise ConfigError(f"model.filters: need {len(plan.network.strides)} values (one per network stage), got {len(filters)}")
+    return NETWORKS[cfg.model.name](plan, n_in, n_out, filters)
+
+
+def build_loss(cfg: TrainConfig, plan: Plan) -> torch.nn.Module:
+    """Dice + cross-entropy (MONAI DiceCELoss) on logits vs integer labels (B, 1, ...)."""
+    labels = plan.dataset.labels
+    weights = resolve_class_weights(cfg.loss.class_weights, labels, "loss.class_weights")
+    n = max(labels.values()) + 1
+    w = None
+    if weights:
+        w = torch.ones(n)
+        for v, x in weights.items():
+            w[v] = x
+    return DiceCELoss(to_onehot_y=True, softmax=True, include_background=cfg.loss.include_background_dice,
+                      weight=w, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, epoch: int, total_epochs: int) -> float:
+    """Learning-rate multiplier for ``epoch`` (0-based): linear warm-up, then poly / cosine."""
+    s = cfg.schedule
+    if epoch < s.warmup_epochs:
+        return (epoch + 1) / (s.warmup_epochs + 1)
+    span = max(1, total_epochs - s.warmup_epochs)
+    t = min(1.0, (epoch - s.warmup_epochs) / span)
+    if s.name == "poly":
+        return (1 - t) ** s.poly_exponent
+    if s.name == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0
+
+
+def set_lr(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int, total_epochs: int) -> float:
+    """Set the learning rate for ``epoch`` (stateless: resuming or extending recomputes it)."""
+    lr = cfg.optimizer.lr * lr_factor(cfg, epoch, total_epochs)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    return lr

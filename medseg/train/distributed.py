@@ -1,0 +1,69 @@
+"""DDP under ``torchrun``: the same ``medseg train`` command, one process per GPU (or CPU
+processes with the gloo backend). Rank 0 validates, writes checkpoints and logs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast(self, obj):
+        """Send a picklable object from rank 0 to every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def init_distributed(device_type: str) -> Dist:
+    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set), else single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def cleanup(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def resolve_device(name: str, d: Dist) -> torch.device:
+    """``auto``: CUDA when available (this rank's GPU under torchrun), else CPU."""
+    from medseg.errors import InputError
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+        torch.cuda.set_device(d.local_rank)
+        return torch.device("cuda", d.local_rank)
+    if name != "cpu":
+        raise InputError(f"--device {name}: choose auto, cpu or cuda")
+    return torch.device("cpu")

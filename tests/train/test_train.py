@@ -1,0 +1,163 @@
+"""Training: config validation, run-directory contents, exact resume, extension, Ctrl-C,
+overfitting, checkpoint errors, and the CLI."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from medseg.config import ConfigError
+from medseg.errors import InputError, OutputError
+from medseg.train import load_config
+from medseg.train.checkpoint import load_checkpoint
+from medseg.train.trainer import train
+from tests.train.conftest import tiny_config
+
+RUN_FILES = {"config.yaml", "plan.yaml", "labels.json", "run.json", "last.pt", "best.pt", "metrics.csv", "curve.png", "tensorboard"}
+
+
+def _weights(run_dir, name="last.pt"):
+    return load_checkpoint(run_dir / name)["model"]
+
+
+def _same(a, b, atol=0.0):
+    return all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("optimiser: {name: sgd}", r"unknown key 'optimiser'; allowed keys: model, loss, optimizer"),
+    ("optimizer: {name: adam}", r"optimizer.name: 'adam' is not allowed; choose one of 'sgd', 'adamw'"),
+    ("epochs: 0", r"epochs: must be >= 1"),
+    ("patch_size: [16, 16]", r"patch_size: expected 3 values"),
+    ("schedule: {name: step}", r"schedule.name: 'step' is not allowed; choose one of 'poly', 'cosine', 'constant'"),
+    ("optimizer: {lr: fast}", r"optimizer.lr: expected a number"),
+])
+def test_config_errors_name_the_key_and_allowed_values(tmp_path, content, match):
+    p = tmp_path / "c.yaml"
+    p.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        load_config(p)
+
+
+def test_presets_load():
+    for name in ("unet_organs", "unet_tumor"):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert cfg.model.name == "DynUNet"
+    assert load_config("configs/unet_tumor.yaml").sampling.class_weights == {"tumour": 3.0}
+
+
+def test_unknown_class_name_in_weights(phantoms, tmp_path):
+    ds, plan = phantoms
+    cfg = tiny_config()
+    cfg.loss.class_weights = {"tumor": 2.0}  # the phantoms say "tumour"
+    with pytest.raises(ConfigError, match=r"class 'tumor' is not a label of this dataset; use one of background, liver"):
+        train(cfg, ds, tmp_path / "run", plan=plan, progress=False)
+
+
+def test_two_epoch_run_writes_every_file(phantoms, tmp_path):
+    ds, plan = phantoms
+    out = tmp_path / "run"
+    result = train(tiny_config(), ds, out, plan=plan, progress=False)
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    assert any((out / "tensorboard").iterdir())
+    ck = torch.load(out / "last.pt", weights_only=True)  # plain data only
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "rng", "metrics", "medseg_version"} <= set(ck)
+    assert ck["epoch"] == 1 and ck["iteration"] == 0 and ck["total_epochs"] == 2
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert list(rows[0])[:6] == ["epoch", "lr", "train_loss", "seconds", "val_dice_mean", "val_dice_liver"]
+    assert json.loads((out / "labels.json").read_text())["labels"]["tumour"] == 4
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["train"]).isdisjoint(run["val"]) and (ds / "splits.json").exists()
+    assert yaml.safe_load((out / "config.yaml").read_text())["iterations_per_epoch"] == 3
+    assert 0 <= result["best_dice"] <= 1 and (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_finished_run_is_extended_by_a_larger_epochs(phantoms, tmp_path):
+    ds, plan = phantoms
+    part = tmp_path / "part"
+    train(tiny_config(epochs=4), ds, part, plan=plan, epochs=2, progress=False)  # a finished 2-epoch run ...
+    with pytest.raises(InputError, match="larger --epochs"):
+        train(tiny_config(epochs=4), ds, part, plan=plan, epochs=2, resume=True, progress=False)
+    ck2 = load_checkpoint(part / "last.pt")
+    train(tiny_config(epochs=4), ds, part, plan=plan, epochs=4, resume=True, progress=False)  # ... extended to 4
+    # (exactness of resume is proven by test_interrupted_run_resumes_exactly; here: the run grew to 4 epochs)
+    rows = list(csv.DictReader(open(part / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    assert ck2["optimizer"]["state"]  # momentum buffers were saved and restored
+    assert load_checkpoint(part / "last.pt")["epoch"] == 3
+
+
+def test_interrupted_run_resumes_exactly(phantoms, tmp_path, monkeypatch):
+    ds, plan = phantoms
+    straight = tmp_path / "straight"
+    train(tiny_config(epochs=3), ds, straight, plan=plan, progress=False)
+
+    from medseg.data import loader as loader_mod
+
+    real = loader_mod.PatchDataset.sample
+    calls = {"n": 0}
+
+    def flaky(self, g):
+        calls["n"] += 1
+        if calls["n"] == 11:  # Ctrl-C in epoch 1, after 2 of its 3 iterations (batch 2)
+            raise KeyboardInterrupt
+        return real(self, g)
+
+    monkeypatch.setattr(loader_mod.PatchDataset, "sample", flaky)
+    inter = tmp_path / "inter"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(epochs=3), ds, inter, plan=plan, progress=False)
+    ck = load_checkpoint(inter / "last.pt")
+    assert (ck["epoch"], ck["iteration"]) == (1, 2)
+    monkeypatch.setattr(loader_mod.PatchDataset, "sample", real)
+    train(tiny_config(epochs=3), ds, inter, plan=plan, resume=True, progress=False)
+    assert _same(_weights(straight), _weights(inter), atol=1e-5)
+    assert load_checkpoint(inter / "last.pt")["epoch"] == 2
+
+
+def test_loss_falls_when_overfitting_one_case(phantoms, tmp_path):
+    ds, plan = phantoms
+    cfg = tiny_config(epochs=8, iterations_per_epoch=6, val_every=8)
+    cfg.augmentation.enabled = False
+    cfg.optimizer.name, cfg.optimizer.lr = "adamw", 1e-2
+    train(cfg, ds, tmp_path / "fit", plan=plan, fold="all", progress=False)
+    losses = [float(r["train_loss"]) for r in csv.DictReader(open(tmp_path / "fit" / "metrics.csv"))]
+    assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_checkpoint_errors(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="not a medseg checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_run_dir_guards(phantoms, tmp_path):
+    ds, plan = phantoms
+    with pytest.raises(InputError, match="no last.pt to resume"):
+        train(tiny_config(), ds, tmp_path / "none", plan=plan, resume=True, progress=False)
+    out = tmp_path / "run"
+    train(tiny_config(epochs=1), ds, out, plan=plan, progress=False)
+    with pytest.raises(OutputError, match="already holds a run"):
+        train(tiny_config(epochs=1), ds, out, plan=plan, progress=False)
+
+
+def test_cli_train_and_errors(cli, phantoms, tmp_path):
+    ds, plan = phantoms
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nnum_workers: 0\n")
+    r = cli("train", "--config", cfg, "--dataset", ds, "--out", tmp_path / "run", "--plan", plan, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "best mean foreground Dice" in r.stdout and (tmp_path / "run" / "best.pt").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: many\n")
+    r = cli("train", "--config", bad, "--dataset", ds, "--out", tmp_path / "x")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: bad.yaml.epochs: expected an integer")
+    assert "Traceback" not in r.stderr
