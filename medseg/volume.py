@@ -76,6 +76,16 @@ class Volume:
             raise ValueError(f"array shape {array.shape} differs from the grid {self.array.shape}")
         return Volume(array, self.affine.copy(), {**self.meta, **meta})
 
+    def crop(self, start, stop) -> "Volume":
+        """Sub-volume ``array[start[0]:stop[0], ...]`` with its affine updated (like nibabel's
+        ``img.slicer``): voxel (0, 0, 0) of the crop sits where ``start`` sat. Bounds are clipped."""
+        start = np.clip(np.asarray(start, int), 0, np.asarray(self.shape))
+        stop = np.clip(np.asarray(stop, int), start + 1, np.asarray(self.shape))
+        shift = np.eye(4)
+        shift[:3, 3] = start
+        arr = self.array[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+        return Volume(np.ascontiguousarray(arr), self.affine @ shift, {**self.meta, "crop_start": start.tolist()})
+
     def same_grid(self, other: "Volume | Geometry", atol_mm: float = GRID_ATOL_MM) -> bool:
         """True when ``other`` has this shape and its voxel centres agree within ``atol_mm``."""
         g = other.geometry if isinstance(other, Volume) else other

@@ -82,6 +82,13 @@ def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | No
     spec = load_dataset(dataset)
     if d.main and not resume:
         check_or_raise(spec)
+    if cfg.cascade is not None:  # stage 2 trains on crops around the organ
+        from medseg.train.cascade import crop_dataset
+
+        if d.main:
+            crop_dataset(spec, cfg.cascade.organ_labels, cfg.cascade.margin_mm)
+        d.barrier()
+        spec = crop_dataset(spec, cfg.cascade.organ_labels, cfg.cascade.margin_mm)
     d.barrier()
     plan = effective_plan(resolve_plan(spec, run_dir, plan_path, resume, gpu_memory_gb, d), cfg)
     ids = [c.case_id for c in spec.cases]

@@ -145,7 +145,8 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
         write_json(run_dir / "labels.json", {"labels": labels, "channels": {str(k): v for k, v in plan.dataset.channels.items()}})
         write_json(run_dir / "run.json", {"dataset": str(Path(dataset).resolve()), "fold": fold, "seed": seed,
                                           "train": run.train_ids, "val": run.val_ids, "medseg_version": __version__,
-                                          "world_size": d.world, "device": str(dev)})
+                                          "world_size": d.world, "device": str(dev),
+                                          "cascade": config_dict(cfg)["cascade"]})
     tb = None
     if d.main:
         from torch.utils.tensorboard import SummaryWriter

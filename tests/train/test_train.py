@@ -161,3 +161,45 @@ def test_cli_train_and_errors(cli, phantoms, tmp_path):
     r = cli("train", "--config", bad, "--dataset", ds, "--out", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: bad.yaml.epochs: expected an integer")
     assert "Traceback" not in r.stderr
+
+
+def test_volume_crop_matches_nibabel_slicer():
+    import nibabel as nib
+
+    from medseg import Volume
+    from tests.helpers import random_affine
+
+    aff = random_affine(np.random.default_rng(2))
+    data = np.arange(10 * 9 * 8, dtype=np.int16).reshape(10, 9, 8)
+    crop = Volume(data, aff).crop((2, 1, 3), (7, 9, 6))
+    ref = nib.Nifti1Image(data, aff).slicer[2:7, 1:9, 3:6]
+    np.testing.assert_array_equal(crop.array, np.asanyarray(ref.dataobj))
+    np.testing.assert_allclose(crop.affine, ref.affine)
+
+
+def test_cascade_stage_two_trains_on_organ_crops(phantoms, tmp_path):
+    from medseg.data.layout import load_dataset
+    from medseg.io import read_volume
+    from medseg.train.cascade import crop_dataset
+    from medseg.train.config import CascadeConfig
+
+    ds, plan = phantoms
+    spec = load_dataset(ds)
+    crops = crop_dataset(spec, ["liver"], 10.0)
+    assert [c.case_id for c in crops.cases] == [c.case_id for c in spec.cases]
+    full, cut = read_volume(spec.cases[0].images[0]), read_volume(crops.cases[0].images[0])
+    lab_full, lab_cut = read_volume(spec.cases[0].label), read_volume(crops.cases[0].label)
+    assert np.all(np.array(cut.shape) <= np.array(full.shape)) and cut.same_grid(lab_cut)
+    # every liver voxel is kept, at the same world position (crop geometry is exact)
+    assert (lab_cut.array == 1).sum() == (lab_full.array == 1).sum()
+    start = np.array(cut.meta.get("crop_start", [0, 0, 0])) if "crop_start" in cut.meta else None
+    w_cut = lab_cut.geometry.index_to_world(np.argwhere(lab_cut.array == 1).mean(0))
+    w_full = lab_full.geometry.index_to_world(np.argwhere(lab_full.array == 1).mean(0))
+    assert np.allclose(w_cut, w_full, atol=1e-3) and start is None
+    cfg = tiny_config(epochs=1)
+    cfg.cascade = CascadeConfig(["liver"], 10.0)
+    out = tmp_path / "stage2"
+    train(cfg, ds, out, plan=plan, progress=False)
+    assert json.loads((out / "run.json").read_text())["cascade"] == {"organ_labels": ["liver"], "margin_mm": 10.0}
+    with pytest.raises(InputError, match=r"'lver'\] are not labels"):
+        crop_dataset(spec, ["lver"], 10.0)

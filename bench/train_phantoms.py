@@ -1,0 +1,163 @@
+"""Learning-quality benchmark: train the organ + tumour U-Net on phantoms within a time budget,
+then evaluate on held-out phantoms (another seed) on their original grids.
+
+Also an overfit sanity check on the real chest CT sample (train and test on the same scan,
+report the lungs' Dice). Run: ``.venv/bin/python bench/train_phantoms.py [--minutes 15]``.
+
+Targets from the training issue (CPU, 2 cores, 15 minutes): mean organ Dice >= 0.90 and
+tumour Dice >= 0.60. The number of epochs is chosen from a measured iteration speed so that
+training (with validation) fits the budget; preprocessing and evaluation are timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _predict(model, plan, image_path, device):
+    from medseg.io import read_volume
+    from medseg.preprocess import Preprocessor
+    from medseg.train.validation import predict_model_space
+
+    pre = Preprocessor(plan)
+    vol = read_volume(image_path)
+    img, rec = pre.image([vol])
+    pred = predict_model_space(model, img, plan.training.patch_size, 0.5, 2, device)
+    return pre.invert_labels(pred, rec)
+
+
+def _evaluate(model, plan, cases, device) -> dict:
+    from medseg.io import read_volume
+    from medseg.metrics import dice
+
+    labels = {n: v for n, v in plan.dataset.labels.items() if v}
+    scores = {n: [] for n in labels}
+    for img_path, lab_path in cases:
+        pred = _predict(model, plan, img_path, device)
+        ref = read_volume(lab_path)
+        for n, v in labels.items():
+            if (ref.array == v).any():  # tumour Dice only where the case has tumours
+                scores[n].append(float(dice(pred.array == v, ref.array == v)))
+    return {n: float(np.mean(s)) if s else float("nan") for n, s in scores.items()}
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=15.0, help="training budget")
+    ap.add_argument("--train-cases", type=int, default=24)
+    ap.add_argument("--test-cases", type=int, default=8)
+    ap.add_argument("--spacing", type=float, nargs=3, default=None, help="override the plan's target spacing (mm)")
+    ap.add_argument("--lung-minutes", type=float, default=3.0)
+    ap.add_argument("--keep", type=Path, help="keep the run folders here")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    from medseg.data.fingerprint import compute_fingerprint
+    from medseg.data.layout import load_dataset
+    from medseg.data.phantoms import write_phantom_dataset
+    from medseg.data.plan import make_plan, save_plan
+    from medseg.train.config import load_config
+    from medseg.train.trainer import train
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tmp = Path(tempfile.mkdtemp(prefix="medseg-bench-"))
+    work = args.keep or tmp
+    try:
+        t0 = time.perf_counter()
+        train_ds = write_phantom_dataset(work / "train", cases=args.train_cases, seed=0, size="small")
+        test_ds = write_phantom_dataset(work / "test", cases=args.test_cases, seed=1, size="small")
+        spec = load_dataset(train_ds)
+        plan = make_plan(compute_fingerprint(spec), gpu_memory_gb=8)
+        if args.spacing:
+            import dataclasses
+
+            plan = dataclasses.replace(plan, preprocessing=dataclasses.replace(plan.preprocessing, target_spacing=tuple(args.spacing)))
+            fp = compute_fingerprint(spec)
+            fp_plan = make_plan({**fp, "spacings": [[*args.spacing]] * len(fp["spacings"]),
+                                 "shapes": (np.asarray(fp["shapes"]) * np.asarray(fp["spacings"]) / args.spacing).round().tolist()}, 8)
+            plan = dataclasses.replace(plan, network=fp_plan.network, training=fp_plan.training)
+        save_plan(plan, work / "plan.yaml")
+        t_data = time.perf_counter() - t0
+        _log(f"data + plan {t_data:.0f} s; spacing {plan.preprocessing.target_spacing}, patch {plan.training.patch_size}")
+        cfg = load_config(ROOT / "configs" / "unet_tumor.yaml")
+        cfg.iterations_per_epoch, cfg.num_workers, cfg.val_every = 50, 2, 1000
+        # measure the speed: one short epoch (also fills the preprocessing cache)
+        t1 = time.perf_counter()
+        probe = dict(epochs=1)
+        cfg_probe = load_config(ROOT / "configs" / "unet_tumor.yaml")
+        cfg_probe.iterations_per_epoch, cfg_probe.num_workers, cfg_probe.val_every = 10, 2, 1000
+        train(cfg_probe, train_ds, work / "probe", plan=work / "plan.yaml", fold="all", progress=False, **probe)
+        t_probe = time.perf_counter() - t1
+        import csv
+
+        probe_secs = float(next(csv.DictReader(open(work / "probe" / "metrics.csv")))["seconds"])
+        it_s = 10 / max(probe_secs, 1e-3)  # pure training speed (no caching, no validation)
+        _log(f"probe: {it_s:.2f} it/s (probe took {t_probe:.0f} s in all)")
+        epochs = max(1, int(args.minutes * 60 * it_s * 0.92 / cfg.iterations_per_epoch))
+        cfg.epochs = epochs
+        t2 = time.perf_counter()
+        result = train(cfg, train_ds, work / "run", plan=work / "plan.yaml", fold="all", progress=False)
+        t_train = time.perf_counter() - t2
+        _log(f"trained {epochs} epochs in {t_train / 60:.1f} min")
+        test_cases = [(c.images[0], c.label) for c in load_dataset(test_ds).cases]
+        t3 = time.perf_counter()
+        scores = _evaluate(result["model"], plan, test_cases, device)
+        t_eval = time.perf_counter() - t3
+        _log(f"held-out evaluation {t_eval:.0f} s: {scores}")
+
+        # overfit sanity check on the real chest CT (lungs)
+        lung = work / "chest"
+        (lung / "imagesTr").mkdir(parents=True, exist_ok=True)
+        (lung / "labelsTr").mkdir(parents=True, exist_ok=True)
+        from medseg.io import read_volume, write_volume
+
+        write_volume(read_volume(ROOT / "data_samples/ct_chest/CTChest4.nrrd"), lung / "imagesTr/chest_0000.nii.gz", overwrite=True)
+        write_volume(read_volume(ROOT / "data_samples/ct_chest/Segmentation.seg.nrrd"), lung / "labelsTr/chest.nii.gz", overwrite=True)
+        names = ["background", "ribs", "cervical", "thoracic", "lumbar", "right_lung", "left_lung", "tissue"]
+        (lung / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {n: i for i, n in enumerate(names)},
+                                                       "numTraining": 1, "file_ending": ".nii.gz"}))
+        lspec = load_dataset(lung)
+        lplan = make_plan(compute_fingerprint(lspec), 8)
+        lcfg = load_config(ROOT / "configs" / "unet_organs.yaml")
+        lcfg.iterations_per_epoch, lcfg.num_workers, lcfg.val_every = 20, 2, 1000
+        lcfg.optimizer.name, lcfg.optimizer.lr = "adamw", 3e-3
+        lcfg.epochs = max(1, int(args.lung_minutes * 60 * it_s * 0.5 / 20))
+        t4 = time.perf_counter()
+        lres = train(lcfg, lung, work / "lung_run", fold="all", progress=False)
+        t_lung = time.perf_counter() - t4
+        ls = _evaluate(lres["model"], lplan, [(lspec.cases[0].images[0], lspec.cases[0].label)], device)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    organs = [scores[n] for n in ("liver", "spleen", "kidney")]
+    print(f"machine: {platform.node()} | {platform.machine()} | {torch.get_num_threads()} torch threads | device {device} | torch {torch.__version__}")
+    print(f"data: {args.train_cases} training phantoms (seed 0), {args.test_cases} held-out (seed 1), small; "
+          f"target spacing {list(plan.preprocessing.target_spacing)} mm, patch {list(plan.training.patch_size)}, batch {plan.training.batch_size}")
+    print(f"phantoms + plan {t_data:.0f} s; speed probe {t_probe:.0f} s ({it_s:.2f} it/s); training {epochs} epochs x "
+          f"{cfg.iterations_per_epoch} it = {t_train / 60:.1f} min ({epochs * cfg.iterations_per_epoch / t_train:.2f} it/s, "
+          f"{epochs * cfg.iterations_per_epoch * plan.training.batch_size / t_train:.2f} patches/s); evaluation {t_eval:.0f} s")
+    print("held-out Dice: " + ", ".join(f"{n} {v:.3f}" for n, v in scores.items()))
+    print(f"mean organ Dice {np.mean(organs):.3f} (target >= 0.90), tumour Dice {scores['tumour']:.3f} (target >= 0.60)")
+    print(f"chest CT overfit ({lcfg.epochs * 20} it, {t_lung / 60:.1f} min): right lung {ls['right_lung']:.3f}, left lung {ls['left_lung']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Two-stage cascade, stage 2: the dataset of crops around the organ (as KiTS/LiTS winners do).
+
+Each training case is cropped to the bounding box of its organ labels plus ``margin_mm`` on
+every side (the crop keeps its true geometry: the affine is shifted, not resampled). The
+stage-2 model (e.g. organ + tumour) trains on these crops; at prediction time the stage-1
+organ model's output gives the box (``run.json`` records the cascade settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from medseg.data.cache import cache_root
+from medseg.data.layout import DatasetSpec, load_dataset
+from medseg.errors import InputError, warn
+from medseg.io import read_volume, write_mask_like, write_volume
+from medseg.volume import Volume
+
+
+def organ_box(label: Volume, values: list[int], margin_mm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Voxel box (start, stop) around ``values`` in ``label`` grown by ``margin_mm``; None if absent."""
+    idx = np.argwhere(np.isin(label.array, values))
+    if idx.size == 0:
+        return None
+    margin = np.ceil(margin_mm / np.asarray(label.spacing)).astype(int)
+    return idx.min(0) - margin, idx.max(0) + 1 + margin
+
+
+def crop_dataset(spec: DatasetSpec, organ_labels: list[str], margin_mm: float, root: Path | None = None) -> DatasetSpec:
+    """Write (once; reused while sources and settings are unchanged) the cropped dataset."""
+    unknown = [n for n in organ_labels if n not in spec.labels]
+    if unknown:
+        raise InputError(f"cascade.organ_labels: {unknown} are not labels of {spec.root}; use some of {', '.join(spec.labels)}")
+    values = [spec.labels[n] for n in organ_labels]
+    sources = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for c in spec.cases for p in [*c.images, c.label]]
+    key = hashlib.sha256(json.dumps([sources, values, margin_mm]).encode()).hexdigest()[:16]
+    out = (root or cache_root()) / "cascade" / key
+    if (out / "dataset.json").exists():
+        return load_dataset(out)
+    kept = 0
+    for case in spec.cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            label = read_volume(case.label)
+            images = [read_volume(p) for p in case.images]
+        box = organ_box(label, values, margin_mm)
+        if box is None:
+            warn(f"cascade: case {case.case_id} has no {'/'.join(organ_labels)} voxels; left out of stage 2")
+            continue
+        for ch, img in enumerate(images):
+            write_volume(img.crop(*box), out / "imagesTr" / f"{case.case_id}_{ch:04d}.nii.gz", overwrite=True)
+        crop_img = images[0].crop(*box)
+        write_mask_like(label.crop(*box).array, crop_img, out / "labelsTr" / f"{case.case_id}.nii.gz", overwrite=True)
+        kept += 1
+    if kept == 0:
+        raise InputError(f"cascade: no case of {spec.root} contains {organ_labels}; check cascade.organ_labels")
+    meta = {"name": f"{spec.name}_cascade", "channel_names": {str(k): v for k, v in spec.channels.items()},
+            "labels": spec.labels, "numTraining": kept, "file_ending": ".nii.gz",
+            "medseg_cascade": {"source": str(spec.root.resolve()), "organ_labels": organ_labels, "margin_mm": margin_mm}}
+    tmp = out / f".dataset.json.{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, out / "dataset.json")  # written last: marks the crop dataset complete
+    return load_dataset(out)
