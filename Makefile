@@ -16,11 +16,11 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
 	@echo "==> setting up $(VENV) (first time: about 2 minutes, mostly PyTorch)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip $(PIPQ)
-	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" $(PIPQ)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" -e "napari_plugin[testing]" $(PIPQ)
 	@$(BIN)/python -c "import medseg, torch, torchvision, monai; print('==> medseg', medseg.__version__, '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| monai', monai.__version__)"
 	@touch $(STAMP)
 

@@ -14,7 +14,7 @@ import traceback
 import warnings
 
 from medseg import __version__
-from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, train
+from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, review, train
 from medseg.errors import MedsegError, MedsegWarning
 
 #: Commands: name -> module with ``add_parser(subparsers, parents)`` and ``run(args) -> int``.
@@ -26,6 +26,7 @@ COMMANDS = {
     "phantoms": phantoms,
     "evaluate": evaluate,
     "train": train,
+    "review": review,
 }
 
 

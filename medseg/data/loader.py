@@ -91,8 +91,11 @@ class EpochSampler(Sampler[int]):
 def make_loader(dataset: PatchDataset, batch_size: int, num_workers: int = 2, pin_memory: bool | None = None) -> DataLoader:
     """A DataLoader over ``dataset`` with an `EpochSampler` (``loader.sampler.set_epoch(e)``)."""
     pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    # Workers start from a clean forkserver process: forking a process that already runs
+    # torch/Qt/Mesa threads (napari, a GPU, a previous loader) can deadlock the child.
+    context = torch.multiprocessing.get_context("forkserver") if num_workers > 0 else None
     return DataLoader(
         dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset)), num_workers=num_workers,
         pin_memory=pin, persistent_workers=num_workers > 0, drop_last=True,
-        prefetch_factor=4 if num_workers > 0 else None,
+        prefetch_factor=4 if num_workers > 0 else None, multiprocessing_context=context,
     )
