@@ -36,6 +36,12 @@ class MedsegWarning(UserWarning):
     """Something the user should know about, but that does not stop the work."""
 
 
+def short_reason(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type name), for one-line errors."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+
 def warn(message: str) -> None:
     """Emit a :class:`MedsegWarning` attributed to the caller of the medseg function."""
     warnings.warn(message, MedsegWarning, stacklevel=3)

@@ -7,29 +7,25 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from medseg.cli.progress import progress_bar
 from medseg.data.phantoms import SIZES, write_phantom_dataset
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            bound = "0 or more" if minimum == 0 else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return parse
 
 
 def add_parser(sub, parents) -> None:
@@ -44,8 +40,8 @@ def add_parser(sub, parents) -> None:
     )
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="dataset folder to create (new, empty, or a previous phantom dataset)")
-    p.add_argument("--cases", type=_positive_int, default=10, metavar="N", help="number of cases (default 10)")
-    p.add_argument("--seed", type=_seed, default=0, metavar="S",
+    p.add_argument("--cases", type=_int_at_least(1), default=10, metavar="N", help="number of cases (default 10)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
                    help="random seed (default 0); case i is the same whatever N")
     p.add_argument("--size", choices=list(SIZES), default="small",
                    help="small: miniature abdomen, about 70-150 x 50-120 x 15-55 voxels, for quick CPU training "
@@ -62,17 +58,14 @@ def _shape_range(shapes: list[list[int]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
     summaries: list[dict] = []
-    columns = (TextColumn("phantoms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("phantoms", total=args.cases)
+    log_lines = not Console(file=sys.stderr).is_terminal  # no bar in logs: one line per case
+    with progress_bar("phantoms", args.cases) as advance:
 
         def progress(done: int, total: int, summary: dict) -> None:
             summaries.append(summary)
-            bar.update(task, completed=done)
-            if not console.is_terminal:  # logs: one line per case
+            advance(summary["case"])
+            if log_lines:
                 shape = "x".join(map(str, summary["shape"]))
                 sys.stderr.write(f"[{done}/{total}] {summary['case']}: {shape} {summary['orientation']}, "
                                  f"{summary['n_tumours']} tumour(s)\n")

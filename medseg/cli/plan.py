@@ -9,17 +9,6 @@ from pathlib import Path
 from medseg.errors import InputError, OutputError
 
 
-def _default_gpu_memory() -> float:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return round(torch.cuda.get_device_properties(0).total_memory / 1e9, 1)
-    except Exception:  # torch missing or CUDA broken: plan for a typical 8 GB card
-        pass
-    return 8.0
-
-
 def add_parser(sub, parents) -> None:
     p = sub.add_parser(
         "plan",
@@ -40,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.cli.progress import progress_bar
     from medseg.data.fingerprint import compute_fingerprint
     from medseg.data.layout import load_dataset
-    from medseg.data.plan import make_plan, save_plan
+    from medseg.data.plan import default_gpu_memory, make_plan, save_plan
     from medseg.data.validate import check_dataset
 
     spec = load_dataset(args.dataset)
@@ -58,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                          f"see `medseg check-dataset {args.dataset}`); fix them before planning")
     with progress_bar("fingerprint", len(spec.cases)) as advance:
         fp = compute_fingerprint(spec, progress=advance)
-    plan = make_plan(fp, args.gpu_memory or _default_gpu_memory())
+    plan = make_plan(fp, args.gpu_memory or default_gpu_memory())
     save_plan(plan, out)
     t, p = plan.preprocessing, plan.training
     print(f"wrote {out}")

@@ -39,7 +39,7 @@ def add_parser(sub, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.cli.plan import _default_gpu_memory
+    from medseg.data.plan import default_gpu_memory
     from medseg.train.trainer import train
 
     if args.epochs is not None and args.epochs < 1:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--epochs {args.epochs}: must be at least 1")
     result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device, fold=args.fold,
                    resume=args.resume, seed=args.seed, plan=args.plan,
-                   gpu_memory_gb=args.gpu_memory or _default_gpu_memory())
+                   gpu_memory_gb=args.gpu_memory or default_gpu_memory())
     best = result["best_dice"]
     print(f"run {result['run_dir']}: best mean foreground Dice "
           + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)"))

@@ -48,7 +48,12 @@ def plan_hash(plan: Plan) -> str:
 
 
 def _signature(case: Case) -> list:
-    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in [*case.images, case.label]]
+    """[resolved path, size, mtime_ns] of every source file: a change makes the entry stale."""
+    out = []
+    for p in [*case.images, case.label]:
+        st = p.stat()
+        out.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    return out
 
 
 @dataclass

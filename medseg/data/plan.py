@@ -152,6 +152,18 @@ class Plan:
 
 # ---- planning --------------------------------------------------------------------------
 
+def default_gpu_memory() -> float:
+    """Memory (GB) of the first CUDA GPU, or 8 when there is none (a typical training card)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return round(torch.cuda.get_device_properties(0).total_memory / 1e9, 1)
+    except Exception:  # torch missing or CUDA broken
+        pass
+    return 8.0
+
+
 def target_spacing(spacings: np.ndarray) -> tuple[float, float, float]:
     """Median spacing per axis; the low-res axis takes the 10th percentile when anisotropic.
 
@@ -280,7 +292,7 @@ def fingerprint_summary(fp: dict) -> dict:
 
 def save_plan(plan: Plan, path: str | Path) -> Path:
     """Write the plan as commented YAML (atomically)."""
-    from medseg.io.atomic import atomic_path
+    from medseg.io.atomic import write_text_atomic
 
     path = Path(path)
     header = (
@@ -291,9 +303,7 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
     notes = data.pop("notes")
     text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
     text += yaml.safe_dump({"notes": notes}, default_flow_style=False, width=100)
-    with atomic_path(path, ".yaml") as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(path, text)
 
 
 def load_plan(path: str | Path) -> Plan:

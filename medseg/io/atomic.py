@@ -34,6 +34,14 @@ def atomic_path(final: Path, suffix: str) -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; the suffix of ``path`` is kept."""
+    path = Path(path)
+    with atomic_path(path, path.suffix) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir_files(final: Path) -> Iterator[Path]:
     """For formats written as several files (``.mhd`` + ``.raw``): yield a temporary folder

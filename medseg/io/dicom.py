@@ -25,7 +25,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from medseg.errors import GeometryError, InputError, warn
+from medseg.errors import GeometryError, InputError, short_reason, warn
 from medseg.geometry import LPS_TO_RAS
 from medseg.io.dicom_scan import DicomScan, DicomSeries, SliceHeader, scan_dicom
 from medseg.volume import Volume
@@ -205,7 +205,7 @@ def _read_with_sitk(path: Path, first_error: Exception) -> np.ndarray:
     try:
         arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError as e:
-        msg = str(first_error).strip().splitlines()[0][:160] if str(first_error).strip() else type(first_error).__name__
+        msg = short_reason(first_error, 160)
         raise InputError(
             f"the pixel data of {path} could not be read ({msg}); the file is truncated, "
             "corrupt or uses an unsupported compression -- copy or export the series again"

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medseg.errors import InputError, warn
+from medseg.errors import InputError, short_reason as _short, warn
 from medseg.geometry import Geometry
 from medseg.io.arrays import to_3d
 from medseg.volume import Volume
@@ -93,8 +93,3 @@ def write_nifti(volume: Volume, path: Path) -> None:
         img.set_qform(volume.affine, code=1)
     img.header.set_xyzt_units(xyz="mm")
     nib.save(img, str(path))
-
-
-def _short(e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:200]

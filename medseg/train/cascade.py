@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from medseg.data.cache import cache_root
 from medseg.data.layout import DatasetSpec, load_dataset
 from medseg.errors import InputError, warn
 from medseg.io import read_volume, write_mask_like, write_volume
+from medseg.io.atomic import write_text_atomic
 from medseg.volume import Volume
 
 
@@ -63,7 +63,5 @@ def crop_dataset(spec: DatasetSpec, organ_labels: list[str], margin_mm: float, r
     meta = {"name": f"{spec.name}_cascade", "channel_names": {str(k): v for k, v in spec.channels.items()},
             "labels": spec.labels, "numTraining": kept, "file_ending": ".nii.gz",
             "medseg_cascade": {"source": str(spec.root.resolve()), "organ_labels": organ_labels, "margin_mm": margin_mm}}
-    tmp = out / f".dataset.json.{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / "dataset.json")  # written last: marks the crop dataset complete
+    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=1))  # last: marks the crop dataset complete
     return load_dataset(out)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.errors import InputError
+from medseg.errors import InputError, short_reason
 from medseg.io.atomic import atomic_path
 
 FORMAT = 1
@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        msg = short_reason(e, 160)
         raise InputError(f"{path} is not a readable checkpoint ({msg}); it is truncated, corrupt or not "
                          "from medseg -- use the other checkpoint (best.pt / last.pt) or retrain") from e
     if not isinstance(ckpt, dict) or ckpt.get("medseg_checkpoint") != FORMAT or "model" not in ckpt:

@@ -21,11 +21,7 @@ from pathlib import Path
 import yaml
 
 from medseg.io.atomic import atomic_path
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path, path.suffix) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+from medseg.io.atomic import write_text_atomic as write_text
 
 
 def write_json(path: Path, data) -> None:

@@ -78,7 +78,7 @@ def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: Path | None, resum
 
 
 def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | None, resume: bool, fold, seed: int,
-            gpu_memory_gb: float, d: Dist, length: int, progress=None) -> tuple[RunData, PatchDataset]:
+            gpu_memory_gb: float, d: Dist, progress=None) -> tuple[RunData, PatchDataset]:
     spec = load_dataset(dataset)
     if d.main and not resume:
         check_or_raise(spec)
@@ -112,7 +112,8 @@ def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | No
         if in_plane is None:
             in_plane = max(tgt) > 3 * min(tgt)
         augment = AugmentConfig(in_plane_only=in_plane)
-    data = PatchDataset([cached[i] for i in train_ids], sampling, augment, seed=seed * 1000 + d.rank, length=length)
+    data = PatchDataset([cached[i] for i in train_ids], sampling, augment, seed=seed * 1000 + d.rank,
+                        length=cfg.iterations_per_epoch * plan.training.batch_size)
     run = RunData(spec, plan, train_ids, val_ids, [cached[i] for i in train_ids], [cached[i] for i in val_ids],
                   [by_id[i] for i in val_ids])
     return run, data

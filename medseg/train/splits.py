@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import InputError
-from medseg.io.atomic import atomic_path
+from medseg.io.atomic import write_text_atomic
 
 N_FOLDS = 5
 SPLIT_SEED = 12345
@@ -34,8 +34,7 @@ def load_or_create_splits(dataset_root: Path, case_ids: list[str]) -> list[dict]
     if not path.exists():
         splits = make_splits(case_ids)
         try:
-            with atomic_path(path, ".json") as tmp:
-                tmp.write_text(json.dumps(splits, indent=1))
+            write_text_atomic(path, json.dumps(splits, indent=1))
         except OSError:
             return splits  # read-only dataset folder: use the same deterministic folds in memory
         return splits

@@ -106,9 +106,8 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
     if ckpt is not None and ckpt["iteration"] == 0 and int(ckpt["epoch"]) + 1 >= epochs:
         raise InputError(f"{run_dir} finished {int(ckpt['epoch']) + 1} epochs; pass a larger --epochs to extend it")
     run, data = prepare(dataset, cfg, run_dir, Path(plan_path) if plan_path else None, resume, fold, seed,
-                        gpu_memory_gb, d, length=1, progress=None)
+                        gpu_memory_gb, d)
     plan = run.plan
-    data.length = cfg.iterations_per_epoch * plan.training.batch_size
     labels = plan.dataset.labels
     n_in, n_out = len(plan.dataset.channels), max(labels.values()) + 1
     torch.manual_seed(seed)

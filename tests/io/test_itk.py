@@ -1,7 +1,5 @@
 """NRRD / MetaImage reading: parity with SimpleITK, a hand-written RAS-space NRRD, Slicer segments."""
 
-import gzip
-
 import numpy as np
 import pytest
 import SimpleITK as sitk

@@ -17,8 +17,6 @@ or one made with another seed, size or generator version, is refused.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from medseg.data.phantoms.dicom_study import dicom_label_path, is_dicom_case, wr
 from medseg.data.phantoms.generate import PHANTOM_VERSION, generate_case
 from medseg.errors import InputError, OutputError
 from medseg.io import write_mask_like, write_volume
+from medseg.io.atomic import write_text_atomic
 
 STATE_NAME = ".medseg_phantoms.json"
 DATASET_NAME = "MedsegPhantoms"
@@ -41,18 +40,11 @@ def case_id(index: int) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write (temporary file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Atomic JSON write (medseg.io.atomic)."""
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e}); check the folder and free disk space") from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _read_json(path: Path) -> dict | None:
