@@ -32,6 +32,12 @@ class OutputError(MedsegError):
     """An output that cannot or must not be written (would overwrite an input, exists)."""
 
 
+class Cancelled(MedsegError):
+    """Long work stopped on request (a Cancel button, a cancel event); nothing half-written is left."""
+
+    exit_code = 130
+
+
 class MedsegWarning(UserWarning):
     """Something the user should know about, but that does not stop the work."""
 
