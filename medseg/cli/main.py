@@ -14,7 +14,7 @@ import traceback
 import warnings
 
 from medseg import __version__
-from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, review, train
+from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, predict, review, train
 from medseg.errors import MedsegError, MedsegWarning
 
 #: Commands: name -> module with ``add_parser(subparsers, parents)`` and ``run(args) -> int``.
@@ -26,6 +26,7 @@ COMMANDS = {
     "phantoms": phantoms,
     "evaluate": evaluate,
     "train": train,
+    "predict": predict,
     "review": review,
 }
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {_one_line(str(e))}\n")
         return e.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted; nothing half-written was left behind\n")
+        sys.stderr.write("error: interrupted; nothing half-written was left behind (rerun with --resume to continue)\n")
         return 130
     except MemoryError:
         if args.debug:

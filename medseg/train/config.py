@@ -76,6 +76,20 @@ class CascadeConfig:
 
     organ_labels: list[str]
     margin_mm: float = 20.0
+    organ_model: str | None = None  # stage-1 run directory (absolute, or relative to this run's folder)
+
+
+@dataclass
+class PostprocessConfig:
+    """Applied by ``medseg predict`` on the source grid, per class name (or value)."""
+
+    keep_largest: list[str] = field(default_factory=list)  # keep only the largest component
+    min_component_ml: dict[str, float] = field(default_factory=dict)  # drop smaller components
+
+    def validate(self, where: str) -> None:
+        for k, v in self.min_component_ml.items():
+            if v < 0:
+                raise ConfigError(f"{where}.min_component_ml.{k}: must be >= 0 ml, got {v}")
 
 
 @dataclass
@@ -88,6 +102,7 @@ class TrainConfig:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     sliding_window: SlidingWindowConfig = field(default_factory=SlidingWindowConfig)
     cascade: CascadeConfig | None = None
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     epochs: int = 100
     iterations_per_epoch: int = 250
     val_every: int = 5

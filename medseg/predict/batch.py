@@ -1,0 +1,196 @@
+"""Batch segmentation of study folders: ``predict_folder(RUN_DIR, INPUTS, OUT_DIR)``.
+
+* The model is loaded once; the next case is read (in a thread) while the current one computes.
+* ``OUT_DIR/manifest.csv`` gets one row per case, rewritten atomically after each case.
+* A failing case is recorded as ``failed`` and the batch goes on.
+* ``resume=True`` skips cases already done with the same model id; outputs are atomic, so a
+  Ctrl-C or a kill leaves no half-written file, and the next ``--resume`` run continues.
+* ``engine="ray"`` spreads the cases over a Ray cluster (:mod:`medseg.predict.ray_engine`)
+  and writes the same files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medseg.errors import InputError
+from medseg.predict.case import read_case, run_case
+from medseg.predict.inputs import FORMATS, CaseInput, find_cases
+from medseg.predict.manifest import Manifest
+
+
+@dataclass
+class BatchSummary:
+    """Counts of one batch and the manifest path; ``failed_cases`` as (case, error)."""
+
+    out_dir: Path
+    manifest: Path
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failed_cases: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Reporter:
+    """A rich bar over cases (+ one over the windows of the current case) on a TTY; one line per
+    case otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        from rich.console import Console
+
+        self.console = Console(file=sys.stderr)
+        self.total, self.n = total, 0
+        self.prog = None
+        if enabled and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[label]}"), console=self.console)
+            self.prog.start()
+            self.cases = self.prog.add_task("cases", total=total, label="")
+            self.windows = self.prog.add_task("  windows", total=1, label="", visible=False)
+        self.enabled = enabled
+
+    def windows_progress(self, key: str):
+        if self.prog is None:
+            return None
+        self.prog.reset(self.windows, total=1, label=key, visible=True)
+
+        def update(done: int, total: int) -> None:
+            self.prog.update(self.windows, completed=done, total=total)
+
+        return update
+
+    def case_done(self, row: dict) -> None:
+        self.n += 1
+        status = row["status"] + (f": {row['error']}" if row.get("error") else "")
+        if self.prog is not None:
+            self.prog.update(self.cases, advance=1, label=f"{row['case']} {row['status']}")
+            if row["status"] == "failed":
+                self.prog.console.print(f"[red]failed[/red] {row['case']}: {row['error']}")
+        elif self.enabled:
+            secs = f" ({float(row.get('seconds') or 0):.1f} s)" if row["status"] == "done" else ""
+            self.console.print(f"[{self.n}/{self.total}] {row['case']}: {status}{secs}", highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.prog is not None:
+            self.prog.stop()
+
+
+def _clean_stale_temps(out_dir: Path) -> None:
+    """Remove temporary files a killed run left behind (``.<name>.*.tmp*``)."""
+    for p in out_dir.rglob(".*.tmp*"):
+        try:
+            if p.is_file():
+                p.unlink()
+        except OSError:
+            pass
+
+
+def prepare_batch(out_dir: Path, cases: list[CaseInput], class_names: list[str], model_id: str,
+                  resume: bool, overwrite: bool) -> tuple[Manifest, list[CaseInput], list[CaseInput]]:
+    """Check OUT_DIR against resume/overwrite; returns (manifest, cases to run, cases to skip)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; give a folder for the masks")
+    manifest_path = out_dir / "manifest.csv"
+    if manifest_path.exists() and not (resume or overwrite):
+        raise InputError(f"{out_dir} already holds a batch (manifest.csv); pass --resume to continue it "
+                         "(cases done with this model are skipped), or --overwrite to redo every case")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(out_dir)
+    manifest = Manifest.load(manifest_path, class_names) if resume else Manifest(manifest_path, class_names)
+    todo, skip = [], []
+    for c in cases:
+        (skip if resume and manifest.is_done(c.key, model_id, out_dir) else todo).append(c)
+    for c in skip:
+        manifest.set({**manifest.rows[c.key], "status": "skipped", "error": ""})
+    return manifest, todo, skip
+
+
+def predict_folder(model: str | Path, inputs: list[str | Path], out: str | Path, *, device: str = "auto",
+                   tta: bool = False, overlap: float | None = None, fmt: str = "nifti", uncertainty: bool = False,
+                   resume: bool = False, overwrite: bool = False, engine: str = "local", address: str | None = None,
+                   workers: int | None = None, organ_model: str | Path | None = None, progress: bool = True) -> BatchSummary:
+    """Segment every case under ``inputs`` with the run ``model``; see the module docstring.
+
+    Returns the :class:`BatchSummary`. Raises ``InputError`` for problems with the whole batch
+    (bad model folder, no inputs, OUT_DIR already used); per-case problems are rows, not errors.
+    """
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine {engine}: choose local or ray")
+    out_dir = Path(out)
+    t0 = time.perf_counter()
+    options = dict(device=device, tta=tta, overlap=overlap, organ_model=organ_model)
+    if engine == "ray":
+        from medseg.predict.ray_engine import RayPool
+
+        pool = RayPool(model, options, address=address, workers=workers)
+        labels, model_id, n_channels = pool.labels, pool.model_id, pool.n_channels
+    else:
+        from medseg.predict.registry import load_predictor
+
+        predictor = load_predictor(model, **options)
+        labels, model_id = predictor.labels, predictor.model_id
+        n_channels = getattr(predictor, "n_channels", 1)
+    cases = find_cases(inputs, n_channels, out_dir)
+    class_names = [n for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v != 0]
+    manifest, todo, skip = prepare_batch(out_dir, cases, class_names, model_id, resume, overwrite)
+    summary = BatchSummary(out_dir, manifest.path, skipped=len(skip))
+    manifest.save()
+    if skip:
+        print(f"note: {len(skip)} of {len(cases)} cases already done with model {model_id}; skipped", file=sys.stderr)
+    rep = _Reporter(len(todo), progress)
+
+    def record(row: dict) -> None:
+        manifest.set(row)
+        manifest.save()
+        if row["status"] == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failed_cases.append((row["case"], row["error"]))
+        rep.case_done(row)
+
+    try:
+        if engine == "ray":
+            pool.run(todo, out_dir, fmt, uncertainty, record)
+        else:
+            _run_local(predictor, todo, out_dir, fmt, uncertainty, record, rep)
+    finally:
+        rep.close()
+        if engine == "ray":
+            pool.shutdown()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _read_timed(case: CaseInput):
+    t = time.perf_counter()
+    try:
+        return read_case(case), None, time.perf_counter() - t
+    except Exception as e:  # noqa: BLE001 -- recorded as the case's failure
+        return None, e, time.perf_counter() - t
+
+
+def _run_local(predictor, cases: list[CaseInput], out_dir: Path, fmt: str, uncertainty: bool, record, rep) -> None:
+    """Cases in order; case i+1 is read in a thread while case i computes."""
+    if not cases:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-read") as pool:
+        nxt = pool.submit(_read_timed, cases[0])
+        for i, case in enumerate(cases):
+            channels, err, secs = nxt.result()
+            if i + 1 < len(cases):
+                nxt = pool.submit(_read_timed, cases[i + 1])
+            row = run_case(predictor, case, out_dir, fmt, uncertainty, channels=channels, read_error=err,
+                           read_seconds=secs, progress=rep.windows_progress(case.key))
+            del channels
+            record(row)
