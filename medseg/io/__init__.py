@@ -4,6 +4,7 @@
 * :func:`write_volume` -- NIfTI / NRRD / MHA / MHD by suffix, atomically.
 * :func:`write_mask_like` -- a label map on the exact grid of a source volume.
 * :func:`scan_dicom` -- list the DICOM series under a folder without reading pixels.
+* :func:`write_dicom_seg` / :func:`read_dicom_seg` -- a mask of a DICOM series as DICOM SEG.
 
 Readers and writers are the only place where LPS (DICOM, ITK) meets medseg's RAS+
 convention (see :mod:`medseg.geometry`).
@@ -22,6 +23,7 @@ from medseg.io.arrays import label_dtype, storable
 from medseg.io.atomic import atomic_dir_files, atomic_path
 from medseg.io.dicom import DEFAULT_TOLERANCE, read_dicom
 from medseg.io.dicom_scan import DicomScan, DicomSeries, scan_dicom
+from medseg.io.dicom_seg import read_dicom_seg, write_dicom_seg
 from medseg.io.formats import input_format, output_format, split_suffix
 from medseg.io.itk import read_itk, write_itk
 from medseg.io.nifti import read_nifti, write_nifti
@@ -32,6 +34,8 @@ __all__ = [
     "write_volume",
     "write_mask_like",
     "scan_dicom",
+    "write_dicom_seg",
+    "read_dicom_seg",
     "DicomScan",
     "DicomSeries",
     "input_format",
