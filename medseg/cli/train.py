@@ -46,6 +46,17 @@ def run(args: argparse.Namespace) -> int:
         from medseg.errors import InputError
 
         raise InputError(f"--epochs {args.epochs}: must be at least 1")
+    from medseg.instance.config import is_instance_config
+
+    if is_instance_config(args.config):  # `task: instance`: the slice-wise Mask R-CNN (medseg.instance)
+        from medseg.instance.trainer import train_instance
+
+        result = train_instance(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device,
+                                fold=args.fold, resume=args.resume, seed=args.seed)
+        best = result["best_f1"]
+        print(f"run {result['run_dir']}: best validation 3D lesion F1 "
+              + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)"))
+        return 0
     result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device, fold=args.fold,
                    resume=args.resume, seed=args.seed, plan=args.plan,
                    gpu_memory_gb=args.gpu_memory or default_gpu_memory())

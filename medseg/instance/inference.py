@@ -1,0 +1,116 @@
+"""One volume through the instance model: slices -> detections -> 3D lesions on the source grid.
+
+:func:`detect` runs the network over the model-space slices in batches; :func:`assemble`
+links the detections (:mod:`medseg.instance.linking`), puts the instance map back on exactly
+the source grid (:func:`medseg.instance.slices.instances_to_source`), applies the size and
+organ filters, numbers the lesions 1..N and makes the lesion table. The predictor and the
+validation both use these two functions, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from medseg.errors import Cancelled, GeometryError
+from medseg.instance.channels import intensity_range, slice_channels
+from medseg.instance.config import InstanceConfig
+from medseg.instance.lesions import lesion_rows
+from medseg.instance.linking import SliceDetections, link_slices
+from medseg.instance.slices import instances_to_source
+from medseg.preprocess.pipeline import PreprocessRecord
+from medseg.volume import Volume
+
+
+@dataclass
+class Assembled:
+    """A case's instances on the source grid.
+
+    Attributes:
+        ids: uint16 instance map Volume on the source grid (0 background, lesions 1..N).
+        classes: lesion id -> class name; scores: lesion id -> score.
+        rows: the lesion table (see :mod:`medseg.instance.lesions`).
+        volumes_ml: class name -> total lesion volume (ml), every class present (0.0 if none).
+    """
+
+    ids: Volume
+    classes: dict[int, str]
+    scores: dict[int, float]
+    rows: list[dict]
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+
+
+def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device, score_threshold: float,
+           amp_dtype=None, progress: Callable[[int, int], None] | None = None,
+           cancel: threading.Event | None = None) -> list[SliceDetections]:
+    """Detections of every slice of a model-space volume ``(X, Y, K)`` (HU or raw intensities).
+
+    Slices go through the network ``cfg.inference.batch_size`` at a time; ``progress(done,
+    total)`` is called after each batch and ``cancel`` (when set) raises `Cancelled` before the
+    next. Detections scoring below ``score_threshold`` are dropped; masks are thresholded at
+    ``cfg.inference.mask_threshold``.
+    """
+    model.eval()
+    n = volume.shape[2]
+    scale = intensity_range(volume, cfg.data)
+    bs = cfg.inference.batch_size
+    out: list[SliceDetections] = []
+    for start in range(0, n, bs):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("prediction cancelled; nothing was written for this case")
+        ks = range(start, min(start + bs, n))
+        images = [torch.from_numpy(slice_channels(volume, k, cfg.data, scale)).to(device) for k in ks]
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            results = model(images)
+        for r in results:
+            keep = r["scores"] >= score_threshold
+            masks = (r["masks"][keep, 0].float() >= cfg.inference.mask_threshold).cpu().numpy()
+            out.append(SliceDetections(masks, r["labels"][keep].cpu().numpy().astype(np.int64),
+                                       r["scores"][keep].float().cpu().numpy()))
+        if progress is not None:
+            progress(len(out), n)
+    return out
+
+
+def assemble(detections: list[SliceDetections], rec: PreprocessRecord, cfg: InstanceConfig,
+             class_names: dict[int, str], organ_mask: Volume | None = None,
+             organ_labels: list[int] | None = None) -> Assembled:
+    """Link detections into lesions on the source grid, filter, number and tabulate them.
+
+    Args:
+        detections: one per model-space slice (from :func:`detect`).
+        rec: the slice geometry of the source volume (:func:`medseg.instance.slices.slice_record`).
+        class_names: model class index -> name (background excluded).
+        organ_mask: optional label Volume on the source grid; only lesions with at least
+            ``cfg.inference.organ_overlap`` of their voxels inside it are kept.
+        organ_labels: organ mask values that count as inside (default: every non-zero value).
+    """
+    inf = cfg.inference
+    ids_model, lesions = link_slices(detections, inf.link_overlap, inf.max_gap)
+    if len(lesions) > np.iinfo(np.uint16).max:
+        raise GeometryError(f"{len(lesions)} lesions do not fit a uint16 instance map; raise "
+                            "inference.score_threshold")
+    ids = instances_to_source(ids_model, rec)
+    counts = np.bincount(ids.array.ravel(), minlength=len(lesions) + 1)
+    keep = [lid for lid in sorted(lesions) if counts[lid] >= inf.min_lesion_voxels]
+    if organ_mask is not None:
+        if not organ_mask.same_grid(ids):
+            raise GeometryError("the organ mask is not on the image grid; resample it onto the image first")
+        org = np.asarray(organ_mask.array)
+        inside = np.isin(org, organ_labels) if organ_labels else org > 0
+        n_in = np.bincount(ids.array[inside].ravel(), minlength=len(lesions) + 1)
+        keep = [lid for lid in keep if n_in[lid] >= inf.organ_overlap * counts[lid]]
+    lut = np.zeros(len(lesions) + 1, np.uint16)
+    lut[keep] = np.arange(1, len(keep) + 1, dtype=np.uint16)
+    ids = ids.with_array(lut[ids.array])
+    classes = {i + 1: class_names[lesions[lid].label] for i, lid in enumerate(keep)}
+    scores = {i + 1: lesions[lid].score for i, lid in enumerate(keep)}
+    rows = lesion_rows(ids, classes, scores)
+    volumes = {name: 0.0 for name in class_names.values()}
+    for r in rows:
+        volumes[r["class"]] += r["volume_ml"]
+    return Assembled(ids, classes, scores, rows, volumes)

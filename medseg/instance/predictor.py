@@ -1,0 +1,117 @@
+"""``InstancePredictor``: an instance run directory -> per-case lesion instance maps + lesion tables.
+
+``medseg predict`` picks it for runs whose ``run.json`` says ``"task": "instance"``
+(:data:`medseg.predict.registry.PREDICTORS`); the batch engine writes ``mask`` as the case's
+output and ``tables["lesions"]`` as ``OUT/<case>_lesions.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from medseg.config import load_yaml
+from medseg.errors import GeometryError, InputError
+from medseg.instance.config import instance_config_from_dict
+from medseg.instance.inference import assemble, detect
+from medseg.instance.model import build_model, load_weights
+from medseg.instance.slices import image_to_model, slice_record
+from medseg.instance.trainer import autocast_dtype
+from medseg.predict.registry import model_id
+from medseg.predict.result import CasePrediction
+from medseg.train import checkpoint as ck
+from medseg.train.distributed import Dist, resolve_device
+from medseg.volume import Volume
+
+
+class InstancePredictor:
+    """Slice-wise Mask R-CNN + cross-slice linking, on exactly the source grid.
+
+    Attributes:
+        labels: the model's class map, background 0 included (e.g. ``{"background": 0, "tumour": 1}``).
+        model_id: ``<run folder>-<sha256 prefix of the weights>`` (the manifest records it).
+        run_dir: the run directory.
+        cfg: the run's `InstanceConfig` (``inference`` updated by ``from_run``'s overrides).
+    """
+
+    def __init__(self, model, cfg, labels: dict[str, int], run_dir: Path, device: torch.device,
+                 checkpoint: str = "best.pt", organ_mask_labels: list[int] | None = None):
+        self.model, self.cfg, self.labels, self.run_dir, self.device = model, cfg, labels, Path(run_dir), device
+        self.class_names = {v: n for n, v in labels.items() if v}
+        self.organ_mask_labels = organ_mask_labels
+        self.model_id = model_id(run_dir, checkpoint)
+        self.amp = autocast_dtype(cfg.precision, device)
+
+    @classmethod
+    def from_run(cls, run_dir, device: str = "auto", tta: bool = False, overlap=None, score_threshold: float | None = None,
+                 organ_mask_labels: list[int] | None = None, **ignored) -> "InstancePredictor":
+        """Load ``RUN_DIR/best.pt`` (``last.pt`` when there is no best yet) and the run's config.
+
+        ``tta`` and ``overlap`` (U-Net options) are accepted and unused; ``score_threshold``
+        overrides the config's ``inference.score_threshold``.
+        """
+        run_dir = Path(run_dir)
+        for name in ("config.yaml", "labels.json"):
+            if not (run_dir / name).is_file():
+                raise InputError(f"{run_dir} has no {name}; give the --out folder of an instance `medseg train` run")
+        cfg = instance_config_from_dict(load_yaml(run_dir / "config.yaml"), where=f"{run_dir / 'config.yaml'}")
+        if score_threshold is not None:
+            if not 0 <= float(score_threshold) <= 1:
+                raise InputError(f"score threshold {score_threshold}: must be in [0, 1]")
+            cfg.inference.score_threshold = float(score_threshold)
+        try:
+            labels = {str(k): int(v) for k, v in json.loads((run_dir / "labels.json").read_text())["classes"].items()}
+        except (ValueError, KeyError, AttributeError) as e:
+            raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
+        checkpoint = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
+        ckpt = ck.load_checkpoint(run_dir / checkpoint)
+        dev = resolve_device(device, Dist())
+        model = build_model(cfg.model, len(labels), load_pretrained=False)
+        load_weights(model, ckpt["model"])
+        model.to(dev).eval()
+        return cls(model, cfg, labels, run_dir, dev, checkpoint, organ_mask_labels)
+
+    def predict(self, channels: list[Volume], progress: Callable[[int, int], None] | None = None,
+                cancel: threading.Event | None = None, organ_mask: Volume | None = None) -> CasePrediction:
+        """Lesions of one case.
+
+        Args:
+            channels: the case's image channels (one Volume each, one grid); the model reads the
+                first (the dataset's channel 0).
+            progress: ``progress(done_slices, total_slices)`` after each slice batch.
+            cancel: when set, raises `medseg.errors.Cancelled` before the next batch.
+            organ_mask: optional organ label Volume on the same grid: only lesions inside it
+                (``inference.organ_overlap`` of their voxels) are kept.
+
+        Returns:
+            `CasePrediction` with a uint16 instance map on exactly the grid of ``channels[0]``.
+        """
+        if not channels:
+            raise InputError("no image given; pass the case's image channels")
+        first = channels[0]
+        for c in channels[1:]:
+            if not c.same_grid(first):
+                raise GeometryError("image channels are not on one grid; resample them onto the first channel")
+        t0 = time.perf_counter()
+        rec = slice_record(first, self.cfg.data.spacing_mm)
+        vol = image_to_model(first, rec)
+        t1 = time.perf_counter()
+        dets = detect(self.model, vol, self.cfg, self.device, self.cfg.inference.score_threshold, self.amp,
+                      progress, cancel)
+        t2 = time.perf_counter()
+        res = assemble(dets, rec, self.cfg, self.class_names, organ_mask, self.organ_mask_labels)
+        mask = first.with_array(res.ids.array)  # the source grid and provenance
+        assert mask.shape == first.shape and (mask.affine == first.affine).all()
+        t3 = time.perf_counter()
+        return CasePrediction(mask=mask, labels=dict(self.labels), volumes_ml=res.volumes_ml,
+                              tables={"lesions": res.rows},
+                              timings={"preprocess": t1 - t0, "network": t2 - t1, "postprocess": t3 - t2})
+
+    def __call__(self, volume: Volume) -> Volume:
+        """The instance map of one single-channel volume (``predict([volume]).mask``)."""
+        return self.predict([volume]).mask

@@ -1,0 +1,249 @@
+"""Training the instance model: ``train_instance(config, dataset, out)`` -- what ``medseg train``
+runs for a config with ``task: instance``.
+
+The run directory, checkpoints, resume, progress and Ctrl-C behave as the U-Net trainer's
+(:mod:`medseg.train.trainer`): ``config.yaml``, ``labels.json``, ``run.json`` (with
+``"task": "instance"``), ``last.pt`` / ``best.pt`` (best 3D lesion F1, then AP50),
+``metrics.csv``, ``curve.png``, ``tensorboard/``. The slice order and flips are functions of
+(seed, epoch, position) and the learning rate of (epoch, iteration), so ``--resume`` after
+Ctrl-C continues with the very batches the run would have seen. One process (no DDP).
+
+Recipe: SGD (momentum 0.9, weight decay 5e-4), linear warm-up, then cosine / constant / step
+per epoch; gradient-norm clipping; AMP (bf16, or fp16 with a grad scaler) on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from medseg import __version__
+from medseg.config import ConfigError
+from medseg.data.layout import load_dataset
+from medseg.errors import InputError, OutputError
+from medseg.instance.config import InstanceConfig, config_dict, load_instance_config
+from medseg.instance.dataset import epoch_order, load_case, make_batch
+from medseg.instance.model import build_model
+from medseg.instance.report import metric_columns, metric_row, plot_curve
+from medseg.instance.validation import validate
+from medseg.io import read_volume
+from medseg.train import checkpoint as ck
+from medseg.train.distributed import Dist, resolve_device
+from medseg.train.rundir import read_metrics, write_json, write_metrics, write_yaml
+from medseg.train.setup import check_or_raise
+from medseg.train.splits import fold_cases, load_or_create_splits
+from medseg.train.trainer import _Reporter
+
+
+def autocast_dtype(precision: str, device: torch.device):
+    """None (fp32) on the CPU; bf16 (or fp16 where bf16 is missing) on a GPU, as configured."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def learning_rate(cfg: InstanceConfig, epoch: int, iteration: int, epochs: int) -> float:
+    """The rate at (epoch, iteration): warm-up factor over the global iteration x the schedule."""
+    s = cfg.schedule
+    step = epoch * cfg.iterations_per_epoch + iteration
+    warm = 1.0
+    if step < s.warmup_iterations:
+        a = step / max(s.warmup_iterations, 1)
+        warm = s.warmup_factor * (1 - a) + a
+    if s.name == "cosine":
+        f = 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+    elif s.name == "step":
+        f = s.gamma ** sum(epoch >= m for m in s.milestones)
+    else:
+        f = 1.0
+    return cfg.optimizer.lr * warm * f
+
+
+def train_step(model, images: list, targets: list[dict], opt, scaler, params: list, grad_clip: float,
+               amp_dtype=None) -> float:
+    """One optimiser step on a batch (model in training mode); returns the summed Mask R-CNN loss
+    before the step. A non-finite loss skips the update."""
+    dev_type = images[0].device.type
+    with torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = sum(model(images, targets).values())
+    if not torch.isfinite(loss):
+        return float(loss.detach())
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    return float(loss.detach())
+
+
+def resolve_classes(cfg: InstanceConfig, labels: dict[str, int]) -> dict[str, int]:
+    """``data.classes`` -> {name: dataset value}, in model class order (model class i+1)."""
+    out = {}
+    for name in cfg.data.classes:
+        if name not in labels or labels[name] == 0:
+            allowed = ", ".join(n for n, v in labels.items() if v)
+            raise ConfigError(f"data.classes: {name!r} is not a foreground label of this dataset; use one of {allowed}")
+        out[name] = labels[name]
+    return out
+
+
+def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Path, out: str | Path, *,
+                   epochs: int | None = None, device: str = "auto", fold: int | str = 0, resume: bool = False,
+                   seed: int = 0, progress: bool = True, **ignored) -> dict:
+    """Train the slice-wise Mask R-CNN; returns ``{"epoch", "best_f1", "best_epoch", "metrics",
+    "run_dir", "model"}`` (``model``: the trained torch module, final weights, on its device).
+
+    Args:
+        config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions.yaml``), an
+            `InstanceConfig`, or None (defaults).
+        dataset: nnU-Net v2 or Decathlon dataset folder.
+        out: run directory (created; must not hold a run unless ``resume``).
+        epochs: total epochs (default: the config's; with ``resume``, larger extends a run).
+        fold: 0-4 from ``DATASET/splits.json``, or ``"all"``.
+        ignored: U-Net-only options (``plan``, ``gpu_memory_gb``) are accepted and unused.
+    """
+    cfg = config if isinstance(config, InstanceConfig) else load_instance_config(config)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("the instance model trains in one process; run `medseg train` without torchrun")
+    run_dir = Path(out)
+    last = run_dir / "last.pt"
+    if resume and not last.exists():
+        raise InputError(f"{run_dir} has no last.pt to resume; start a new run without --resume")
+    if not resume and last.exists():
+        raise OutputError(f"{run_dir} already holds a run; pass --resume to continue or extend it, or choose another --out")
+    dev = resolve_device(device, Dist())
+    ckpt = ck.load_checkpoint(last) if resume else None
+    if ckpt is not None and epochs is None:
+        epochs = int(ckpt["total_epochs"])
+    epochs = int(epochs or cfg.epochs)
+    if ckpt is not None and ckpt["iteration"] == 0 and int(ckpt["epoch"]) + 1 >= epochs:
+        raise InputError(f"{run_dir} finished {int(ckpt['epoch']) + 1} epochs; pass a larger --epochs to extend it")
+    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, _Reporter(progress))
+
+
+def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep) -> dict:
+    spec = load_dataset(dataset)
+    if ckpt is None:
+        check_or_raise(spec)
+    class_values = resolve_classes(cfg, spec.labels)
+    names = list(class_values)
+    class_map = {v: i + 1 for i, v in enumerate(class_values.values())}
+    model_classes = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
+    train_ids, val_ids = fold_cases(load_or_create_splits(spec.root, [c.case_id for c in spec.cases]), fold)
+    by_id = {c.case_id: c for c in spec.cases}
+    label_values = sorted(spec.labels.values())
+    rep.line(f"reading {len(train_ids)} training and {len(val_ids)} validation cases (axial slices at "
+             f"{cfg.data.spacing_mm[0]:g} x {cfg.data.spacing_mm[1]:g} mm)")
+    cases = [load_case(by_id[i], cfg.data, list(class_values.values()), label_values) for i in train_ids]
+    val_cases = [(read_volume(by_id[i].images[0]), read_volume(by_id[i].label)) for i in val_ids]
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, len(model_classes), load_pretrained=ckpt is None).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = cfg.optimizer
+    opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    amp = autocast_dtype(cfg.precision, dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
+    start_epoch, start_iter, loss_sum, best = 0, 0, 0.0, {"f1": -1.0, "ap50": -1.0, "epoch": -1}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        ck.set_rng_state(ckpt["rng"])
+        best = dict(ckpt["best"])
+        start_epoch, start_iter, loss_sum = int(ckpt["epoch"]), int(ckpt["iteration"]), float(ckpt.get("loss_sum", 0.0))
+        if start_iter == 0:
+            start_epoch += 1
+    columns = metric_columns(names)
+    rows = [r for r in read_metrics(run_dir / "metrics.csv") if int(r["epoch"]) < start_epoch] if ckpt else []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(run_dir / "config.yaml", config_dict(cfg))
+    write_json(run_dir / "labels.json", {"labels": spec.labels, "classes": model_classes,
+                                         "channels": {str(k): v for k, v in spec.channels.items()}})
+    write_json(run_dir / "run.json", {"task": "instance", "dataset": str(dataset.resolve()), "fold": fold, "seed": seed,
+                                      "train": train_ids, "val": val_ids, "medseg_version": __version__,
+                                      "world_size": 1, "device": str(dev), "model": cfg.model.name,
+                                      "classes": class_values})
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_epoch)
+    ipe, bs = cfg.iterations_per_epoch, cfg.batch_size
+
+    def payload(epoch: int, iteration: int, metrics: dict, loss_sum_: float) -> dict:
+        return {"medseg_version": __version__, "task": "instance", "epoch": epoch, "iteration": iteration,
+                "total_epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": {"name": cfg.schedule.name, "lr": opt.param_groups[0]["lr"]},
+                "scaler": scaler.state_dict(), "rng": ck.rng_state(), "metrics": metrics or {}, "best": best,
+                "labels": model_classes, "loss_sum": loss_sum_}
+
+    metrics: dict = {}
+    epoch, it_done, lr = start_epoch, start_iter, cfg.optimizer.lr
+    try:
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            it_done = start_iter if epoch == start_epoch else 0
+            loss_sum = loss_sum if epoch == start_epoch else 0.0
+            order = epoch_order(cases, cfg.data.empty_slice_rate, seed, epoch, ipe * bs)
+            bar = rep.bar(epoch, epochs, ipe, it_done)
+            t0, first = time.perf_counter(), it_done
+            for it in range(it_done, ipe):
+                lr = learning_rate(cfg, epoch, it, epochs)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                images, targets = make_batch(cases, order[it * bs:(it + 1) * bs], cfg.data, class_map, seed, epoch, it * bs)
+                images = [x.to(dev, non_blocking=True) for x in images]
+                targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
+                loss = train_step(model, images, targets, opt, scaler, params, cfg.optimizer.grad_clip, amp)
+                if not math.isfinite(loss):
+                    raise InputError(f"training diverged (loss {loss}) at epoch {epoch + 1}, iteration {it + 1}; "
+                                     "lower optimizer.lr or raise schedule.warmup_iterations")
+                loss_sum += loss
+                it_done = it + 1
+                if bar is not None:
+                    rate = (it_done - first) / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(bar.task, advance=1, rate=f"{rate:.2f}", loss=f"{loss_sum / it_done:.4f}")
+            if bar is not None:
+                bar.stop()
+            seconds = time.perf_counter() - t0
+            train_loss = loss_sum / max(it_done, 1)
+            metrics = {}
+            if ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs) and val_cases:
+                metrics = validate(model, val_cases, cfg, class_values, label_values, dev, amp)
+            improved = bool(metrics) and (metrics["lesion_f1"], metrics["ap50"]) > (best["f1"], best["ap50"])
+            if improved:
+                best = {"f1": metrics["lesion_f1"], "ap50": metrics["ap50"], "epoch": epoch}
+            ck.save_checkpoint(run_dir / "last.pt", payload(epoch, 0, metrics, 0.0))
+            if improved or not (run_dir / "best.pt").exists():
+                ck.save_checkpoint(run_dir / "best.pt", payload(epoch, 0, metrics, 0.0))
+            rows.append(metric_row(epoch, lr, train_loss, seconds, metrics))
+            write_metrics(run_dir / "metrics.csv", rows, columns)
+            plot_curve(run_dir / "curve.png", rows)
+            tb.add_scalar("train/loss", train_loss, epoch)
+            tb.add_scalar("train/lr", lr, epoch)
+            msg = f"epoch {epoch + 1}/{epochs}  loss {train_loss:.4f}  lr {lr:.3g}  {seconds:.1f} s " \
+                  f"({(it_done - first) * bs / max(seconds, 1e-9):.2f} slices/s)"
+            if metrics:
+                for key in ("ap50", "lesion_f1"):
+                    tb.add_scalar(f"val/{key}", metrics[key], epoch)
+                msg += f"  | val mask AP50 {metrics['ap50']:.3f}, lesion F1 {metrics['lesion_f1']:.3f} " \
+                       f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f})" + \
+                       ("  * best" if improved else "")
+            tb.flush()
+            rep.line(msg)
+            start_iter = 0
+    except KeyboardInterrupt:
+        ck.save_checkpoint(run_dir / "last.pt", payload(epoch, it_done, metrics, loss_sum))
+        rep.line(f"interrupted at epoch {epoch + 1}, iteration {it_done}: saved {run_dir / 'last.pt'}; "
+                 "continue with --resume")
+        raise
+    finally:
+        tb.close()
+    return {"epoch": epochs - 1, "best_f1": best["f1"], "best_epoch": best["epoch"], "metrics": metrics,
+            "run_dir": str(run_dir), "model": model}
