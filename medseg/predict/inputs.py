@@ -112,8 +112,12 @@ def _dicom_cases(root: Path, skip: Path | None) -> list[CaseInput]:
     for folder, series in sorted(by_folder.items(), key=lambda kv: str(kv[0])):
         rel = folder.relative_to(root) if folder != root else None
         base = str(rel) if rel is not None else root.resolve().name
-        for i, s in enumerate(sorted(series, key=lambda s: (s.series_number or 0, s.uid))):
-            key = base if len(series) == 1 else f"{base}_s{s.series_number if s.series_number is not None else i}"
+        series = sorted(series, key=lambda s: (s.series_number or 0, s.uid))
+        numbers = [s.series_number for s in series]
+        if None in numbers or len(set(numbers)) < len(numbers):  # not usable as names: count instead
+            numbers = list(range(1, len(series) + 1))
+        for s, num in zip(series, numbers):
+            key = base if len(series) == 1 else f"{base}_s{num}"
             cases.append(CaseInput(key, [folder], s.uid, True))
     return cases
 
