@@ -22,6 +22,8 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--out", type=Path, help="plan file to write (default: ./<dataset folder name>_plan.yaml)")
     p.add_argument("--gpu-memory", type=float, metavar="GB",
                    help="GPU memory budget in GB (default: the GPU's memory, or 8 without a GPU)")
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="target spacing in mm instead of the automatic one (coarser = faster, e.g. on a CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
 
 
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
     if args.gpu_memory is not None and args.gpu_memory <= 1.0:
         raise InputError(f"--gpu-memory {args.gpu_memory} GB is too small; give the GPU's memory in GB (e.g. 8)")
+    if args.spacing is not None and min(args.spacing) <= 0:
+        raise InputError(f"--spacing {' '.join(map(str, args.spacing))}: spacings must be > 0 mm")
     with progress_bar("checking", len(spec.cases)) as advance:
         report = check_dataset(spec, progress=advance)
     if not report.ok:
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                          f"see `medseg check-dataset {args.dataset}`); fix them before planning")
     with progress_bar("fingerprint", len(spec.cases)) as advance:
         fp = compute_fingerprint(spec, progress=advance)
-    plan = make_plan(fp, args.gpu_memory or default_gpu_memory())
+    plan = make_plan(fp, args.gpu_memory or default_gpu_memory(), spacing=args.spacing)
     save_plan(plan, out)
     t, p = plan.preprocessing, plan.training
     print(f"wrote {out}")

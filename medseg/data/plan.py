@@ -240,11 +240,18 @@ def choose_patch_and_batch(median_shape, spacing, gpu_memory_gb: float, dataset_
     return tuple(int(v) for v in rounded), batch, (kernels, strides, filters), est
 
 
-def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0) -> Plan:
-    """Derive a plan from :func:`medseg.data.fingerprint.compute_fingerprint` output."""
+def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0, spacing=None) -> Plan:
+    """Derive a plan from :func:`medseg.data.fingerprint.compute_fingerprint` output.
+
+    ``spacing`` (mm, 3 values) replaces the automatic target spacing -- coarser trains and
+    predicts faster (e.g. on a CPU), finer keeps small structures; patch, batch and network
+    are then derived for that spacing.
+    """
     spacings = np.asarray(fingerprint["spacings"], float)
     shapes = np.asarray(fingerprint["shapes"], float)
-    tgt = target_spacing(spacings)
+    if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
+        raise ConfigError(f"target spacing must be 3 positive values in mm, got {list(spacing)}")
+    tgt = target_spacing(spacings) if spacing is None else tuple(round(float(v), 4) for v in spacing)
     resampled = shapes * spacings / np.asarray(tgt)
     median_shape = np.median(resampled, axis=0)
     dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
@@ -258,7 +265,8 @@ def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0) -> Plan:
         else:
             norms.append(Normalization(int(ch), "zscore"))
     notes = [
-        f"target spacing {list(tgt)} mm from {len(spacings)} cases (median {np.median(spacings, axis=0).round(4).tolist()})",
+        f"target spacing {list(tgt)} mm " + ("(set by the user; " if spacing is not None else "(from ")
+        + f"{len(spacings)} cases, median {np.median(spacings, axis=0).round(4).tolist()})",
         f"median shape at target spacing {median_shape.round(1).tolist()}",
         f"patch {list(patch)}, batch {batch}: estimated {est:.1f} GB of {gpu_memory_gb:g} GB",
     ]
