@@ -41,20 +41,34 @@ _PREDICTOR_KEYS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
 
 
 class _NoResize(GeneralizedRCNNTransform):
-    """torchvision's transform (normalise, pad to a multiple of 32) without the resize."""
+    """torchvision's transform (normalise, pad to a multiple of 32) without the resize, and with
+    batches padded to at least ``MIN_SIDE`` pixels, so that the stride-32 features stay above
+    1 x 1 (batch norm in training needs more than one value per channel)."""
+
+    MIN_SIDE = 64
 
     def resize(self, image, target=None):
         return image, target
+
+    def batch_images(self, images, size_divisible: int = 32):
+        h = max(self.MIN_SIDE, max(int(img.shape[1]) for img in images))
+        w = max(self.MIN_SIDE, max(int(img.shape[2]) for img in images))
+        h, w = -(-h // size_divisible) * size_divisible, -(-w // size_divisible) * size_divisible
+        batch = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+        for b, img in zip(batch, images):
+            b[:, : img.shape[1], : img.shape[2]].copy_(img)
+        return batch
 
 
 def _construct(cfg: InstanceModelConfig, num_classes: int) -> MaskRCNN:
     anchors = AnchorGenerator(tuple((int(s),) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * len(cfg.anchor_sizes))
     model = ARCHITECTURES[cfg.name](
-        weights=None, weights_backbone=None, num_classes=num_classes, rpn_anchor_generator=anchors,
+        weights=None, weights_backbone=None, num_classes=num_classes,
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
         box_batch_size_per_image=cfg.box_batch_size_per_image, box_detections_per_img=cfg.detections_per_image,
     )
+    model.rpn.anchor_generator = anchors  # 3 anchors per location, as the default: RPN head weights fit
     t = model.transform
     model.transform = _NoResize(t.min_size, t.max_size, t.image_mean, t.image_std, size_divisible=32)
     return model

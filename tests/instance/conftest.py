@@ -8,9 +8,10 @@ from medseg.data.phantoms import write_phantom_dataset
 #: A config small enough for seconds of CPU training (not for learning anything).
 TINY = {
     "task": "instance",
-    "data": {"classes": ["tumour"], "spacing_mm": [1.5, 1.5], "empty_slice_rate": 0.0},
+    "data": {"classes": ["tumour"], "spacing_mm": [2.5, 2.5], "empty_slice_rate": 0.0},
     "model": {"rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 50, "rpn_pre_nms_top_n_test": 50,
-              "rpn_post_nms_top_n_test": 20, "box_batch_size_per_image": 32, "detections_per_image": 5},
+              "rpn_post_nms_top_n_test": 20, "box_batch_size_per_image": 32, "detections_per_image": 5,
+              "trainable_backbone_layers": 0},
     "schedule": {"warmup_iterations": 1},
     "optimizer": {"lr": 0.002},
     "epochs": 1, "iterations_per_epoch": 2, "batch_size": 1,

@@ -1,0 +1,116 @@
+"""The network: no downloads, local pretrained weights (torchvision COCO layout or a medseg
+checkpoint) with predictor replacement for another class count, and a training step that
+lowers the loss on a fixed batch."""
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNPredictor
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from medseg.errors import InputError
+from medseg.instance.config import InstanceModelConfig
+from medseg.instance.model import build_model
+from medseg.instance.trainer import train_step
+
+KEY_BACKBONE = "backbone.body.layer3.0.conv1.weight"
+KEY_RPN = "rpn.head.conv.0.0.weight"
+
+
+@pytest.fixture(scope="module")
+def coco_like(tmp_path_factory):
+    """A state dict laid out like torchvision's COCO v1 file (frozen batch norm, 91 classes)."""
+    torch.manual_seed(1)
+    net = MaskRCNN(_resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3), num_classes=91)
+    path = tmp_path_factory.mktemp("weights") / "maskrcnn_coco_like.pth"
+    state = net.state_dict()
+    torch.save(state, path)
+    return path, state
+
+
+def test_local_weights_with_another_class_count_replace_the_predictors(coco_like):
+    path, state = coco_like
+    cfg = InstanceModelConfig(pretrained_weights=str(path), trainable_backbone_layers=3)
+    model = build_model(cfg, num_classes=3)
+    own = model.state_dict()
+    assert torch.equal(own[KEY_BACKBONE], state[KEY_BACKBONE]) and torch.equal(own[KEY_RPN], state[KEY_RPN])
+    rh = model.roi_heads
+    assert isinstance(rh.box_predictor, FastRCNNPredictor) and isinstance(rh.mask_predictor, MaskRCNNPredictor)
+    assert rh.box_predictor.cls_score.out_features == 3 and rh.box_predictor.bbox_pred.out_features == 12
+    assert rh.mask_predictor.mask_fcn_logits.out_channels == 3 and rh.mask_predictor.conv5_mask.out_channels == 256
+    assert isinstance(model.backbone.body.bn1, FrozenBatchNorm2d)        # as torchvision's pretrained v1
+    trainable = {n.split(".")[2] for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.body")}
+    assert trainable == {"layer2", "layer3", "layer4"}
+
+
+def test_a_medseg_checkpoint_with_the_same_classes_loads_whole(coco_like, tmp_path):
+    path, state = coco_like
+    ck = tmp_path / "best.pt"
+    torch.save({"medseg_checkpoint": 1, "model": state, "epoch": 3}, ck)
+    model = build_model(InstanceModelConfig(pretrained_weights=str(ck)), num_classes=91)
+    own = model.state_dict()
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(own[key], state[key])   # predictors kept: same class count
+
+
+def test_weights_errors_are_clear(coco_like, tmp_path):
+    path, _ = coco_like
+    with pytest.raises(InputError, match="does not exist; give a local"):
+        build_model(InstanceModelConfig(pretrained_weights=str(tmp_path / "missing.pth")), 2)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="not a readable weights file"):
+        build_model(InstanceModelConfig(pretrained_weights=str(junk)), 2)
+    with pytest.raises(InputError, match=r"does not fit maskrcnn_resnet50_fpn_v2: .*set model.name"):
+        build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn_v2", pretrained_weights=str(path)), 2)
+
+
+def test_nothing_is_downloaded(monkeypatch):
+    import torch.hub
+
+    def refuse(*a, **k):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    m = build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn_v2"), 2)
+    assert m.roi_heads.box_predictor.cls_score.out_features == 2
+
+
+def _batch():
+    rng = np.random.default_rng(0)
+    images, targets = [], []
+    for r0, c0 in ((10, 12), (30, 20)):
+        img = rng.normal(0.2, 0.02, (3, 64, 64)).astype(np.float32)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[r0:r0 + 14, c0:c0 + 12] = 1
+        img[:, mask.astype(bool)] += 0.6
+        images.append(torch.from_numpy(img))
+        targets.append({"boxes": torch.tensor([[c0, r0, c0 + 12, r0 + 14]], dtype=torch.float32),
+                        "labels": torch.tensor([1]), "masks": torch.from_numpy(mask[None])})
+    return images, targets
+
+
+def _loss(model, images, targets):
+    torch.manual_seed(0)  # the same proposal sampling for both evaluations
+    with torch.no_grad():
+        return float(sum(model(images, targets).values()))
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    cfg = InstanceModelConfig(rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, box_batch_size_per_image=32,
+                              trainable_backbone_layers=1)
+    model = build_model(cfg, 2)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.002, momentum=0.9, weight_decay=5e-4)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    images, targets = _batch()
+    before = _loss(model, images, targets)
+    losses = [train_step(model, images, targets, opt, scaler, params, 10.0) for _ in range(3)]
+    after = _loss(model, images, targets)
+    assert all(np.isfinite(losses)) and after < before

@@ -1,0 +1,103 @@
+"""Training from the CLI (``task: instance`` dispatch), the run directory, Ctrl-C + exact resume,
+and prediction from the trained run on a flipped / oblique scan (output on the source grid)."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.config import ConfigError
+from medseg.errors import InputError, OutputError
+from medseg.instance import dataset as inst_dataset
+from medseg.instance.config import instance_config_from_dict
+from medseg.instance.trainer import train_instance
+from medseg.train.checkpoint import load_checkpoint
+from tests.instance.conftest import TINY
+
+RUN_FILES = {"config.yaml", "labels.json", "run.json", "last.pt", "best.pt", "metrics.csv", "curve.png", "tensorboard"}
+
+
+@pytest.fixture(scope="session")
+def cli_run(phantoms, tiny_yaml, tmp_path_factory):
+    from tests.conftest import run_cli
+
+    out = tmp_path_factory.mktemp("instance_run") / "run"
+    r = run_cli("train", "--config", tiny_yaml, "--dataset", phantoms, "--out", out, "--epochs", "1", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_cli_train_writes_an_instance_run(cli_run):
+    out, r = cli_run
+    assert "best validation 3D lesion F1" in r.stdout
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    run = json.loads((out / "run.json").read_text())
+    assert run["task"] == "instance" and set(run["train"]).isdisjoint(run["val"]) and run["classes"] == {"tumour": 4}
+    assert json.loads((out / "labels.json").read_text())["classes"] == {"background": 0, "tumour": 1}
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["epoch"] == 0 and ck["iteration"] == 0 and ck["task"] == "instance"
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0"]
+    assert list(rows[0])[:8] == ["epoch", "lr", "train_loss", "seconds", "val_ap50", "val_lesion_f1",
+                                 "val_lesion_precision", "val_lesion_recall"]
+    assert 0 <= float(rows[0]["val_lesion_f1"]) <= 1
+
+
+def test_ctrl_c_then_resume_ends_with_the_same_weights(cli_run, phantoms, tmp_path, monkeypatch):
+    out_ref, _ = cli_run
+    cfg = instance_config_from_dict(TINY)
+    real, calls = inst_dataset.make_batch, []
+
+    def interrupt_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr("medseg.instance.trainer.make_batch", interrupt_second)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_instance(cfg, phantoms, out, device="cpu", progress=False)
+    assert load_checkpoint(out / "last.pt")["iteration"] == 1
+    with pytest.raises(OutputError, match="already holds a run; pass --resume"):
+        train_instance(cfg, phantoms, out, device="cpu", progress=False)
+    monkeypatch.setattr("medseg.instance.trainer.make_batch", real)
+    train_instance(cfg, phantoms, out, device="cpu", resume=True, progress=False)
+    a, b = load_checkpoint(out / "last.pt")["model"], load_checkpoint(out_ref / "last.pt")["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    with pytest.raises(InputError, match="finished 1 epochs; pass a larger --epochs"):
+        train_instance(cfg, phantoms, out, device="cpu", resume=True, progress=False)
+
+
+def test_unknown_class_is_named(phantoms, tmp_path):
+    cfg = instance_config_from_dict({**TINY, "data": {"classes": ["tumor"]}})
+    with pytest.raises(ConfigError, match=r"data.classes: 'tumor' is not a foreground label of this dataset; "
+                                          r"use one of liver, spleen, kidney, tumour"):
+        train_instance(cfg, phantoms, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_prediction_from_the_run_lies_on_the_source_grid(cli_run, phantoms):
+    from medseg.io import read_volume
+    from medseg.predict.registry import load_predictor, run_task
+    from medseg.volume import Volume
+
+    out, _ = cli_run
+    assert run_task(out) == "instance"
+    pred = load_predictor(out, device="cpu", score_threshold=0.0)
+    assert type(pred).__name__ == "InstancePredictor" and pred.labels == {"background": 0, "tumour": 1}
+    src = read_volume(sorted((phantoms / "imagesTr").iterdir())[0])
+    src = src.crop((0, 0, 4), (src.shape[0], src.shape[1], 10))  # six slices keep the test fast
+    # the same voxels stored flipped along i and k, and tilted by 6 degrees
+    c, s = math.cos(math.radians(6)), math.sin(math.radians(6))
+    flip = np.diag([-1.0, 1.0, -1.0, 1.0])
+    flip[0, 3], flip[2, 3] = src.shape[0] - 1, src.shape[2] - 1
+    rot = np.eye(4)
+    rot[:2, :2] = [[c, -s], [s, c]]
+    vol = Volume(np.ascontiguousarray(src.array[::-1, :, ::-1]), rot @ src.affine @ flip)
+    res = pred.predict([vol])
+    assert res.mask.shape == vol.shape and np.array_equal(res.mask.affine, vol.affine)
+    assert res.mask.array.dtype == np.uint16
+    assert sorted(np.unique(res.mask.array[res.mask.array > 0]).tolist()) == [r["id"] for r in res.tables["lesions"]]
