@@ -184,7 +184,7 @@ def test_manifest_contributions():
     assert c.writers[0].layer_types == ["labels"]
     assert {".nii.gz", ".nrrd", ".dcm"} <= set(c.writers[0].filename_extensions)
     assert [s.key for s in c.sample_data] == ["ct_chest"]
-    assert [w.display_name for w in c.widgets] == ["Review masks", "Correction tools"]
+    assert [w.display_name for w in c.widgets] == ["Review masks", "Correction tools", "Segment"]
     for cmd in c.commands:                      # every command resolves to a Python object
         assert cmd.python_name and pm.contributions.commands
         module, _, attr = cmd.python_name.partition(":")
