@@ -14,7 +14,7 @@ import traceback
 import warnings
 
 from medseg import __version__
-from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, predict, review, train
+from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, predict, report, review, train
 from medseg.errors import MedsegError, MedsegWarning
 
 #: Commands: name -> module with ``add_parser(subparsers, parents)`` and ``run(args) -> int``.
@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": evaluate,
     "train": train,
     "predict": predict,
+    "report": report,
     "review": review,
 }
 
