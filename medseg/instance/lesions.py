@@ -67,7 +67,7 @@ def lesion_rows(ids: Volume, classes: dict[int, str], scores: dict[int, float] |
     metric = aff[:3, inplane]
     voxel_ml = abs(float(np.linalg.det(aff[:3, :3]))) / 1000.0
     rows = []
-    boxes = ndimage.find_objects(arr.astype(np.int64, copy=False))
+    boxes = ndimage.find_objects(arr if arr.dtype.kind in 'iu' else arr.astype(np.int64))
     for obj, box in enumerate(boxes, start=1):
         if box is None:
             continue

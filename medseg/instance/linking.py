@@ -90,14 +90,14 @@ def link_slices(slices: list[SliceDetections], link_overlap: float = 0.3, max_ga
     maps, nodes = [], []  # nodes[g] = (slice, detection index); slice maps hold node id + 1
     for k, det in enumerate(slices):
         smap, kept = _own(det, min_pixels)
-        gmap = np.zeros(shape, np.int64)
+        gmap = np.zeros(shape, np.int32)
         for i in kept:
             gmap[smap == i + 1] = len(nodes) + 1
             nodes.append((k, i))
         maps.append(gmap)
     parent = list(range(len(nodes)))
     label = [int(slices[k].labels[i]) for k, i in nodes]
-    area = np.bincount(np.concatenate([m.ravel() for m in maps]), minlength=len(nodes) + 1)[1:] if nodes else []
+    area = sum(np.bincount(m.ravel(), minlength=len(nodes) + 1) for m in maps)[1:] if nodes else []
     for k in range(1, len(slices)):
         cur = maps[k]
         if not cur.any():
