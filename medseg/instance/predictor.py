@@ -40,20 +40,25 @@ class InstancePredictor:
     """
 
     def __init__(self, model, cfg, labels: dict[str, int], run_dir: Path, device: torch.device,
-                 checkpoint: str = "best.pt", organ_mask_labels: list[int] | None = None):
+                 checkpoint: str = "best.pt", organ_mask_labels: list[int] | None = None, n_channels: int = 1,
+                 organ_predictor=None):
         self.model, self.cfg, self.labels, self.run_dir, self.device = model, cfg, labels, Path(run_dir), device
         self.class_names = {v: n for n, v in labels.items() if v}
         self.organ_mask_labels = organ_mask_labels
+        self.n_channels = n_channels  # the dataset's channels (the batch engine reads them all; channel 0 is used)
+        self.organ_predictor = organ_predictor
         self.model_id = model_id(run_dir, checkpoint)
         self.amp = autocast_dtype(cfg.precision, device)
 
     @classmethod
     def from_run(cls, run_dir, device: str = "auto", tta: bool = False, overlap=None, score_threshold: float | None = None,
-                 organ_mask_labels: list[int] | None = None, **ignored) -> "InstancePredictor":
+                 organ_mask_labels: list[int] | None = None, organ_model=None, **ignored) -> "InstancePredictor":
         """Load ``RUN_DIR/best.pt`` (``last.pt`` when there is no best yet) and the run's config.
 
-        ``tta`` and ``overlap`` (U-Net options) are accepted and unused; ``score_threshold``
-        overrides the config's ``inference.score_threshold``.
+        ``score_threshold`` overrides the config's ``inference.score_threshold``.
+        ``organ_model``: a U-Net run directory; its mask of each case restricts the lesions kept
+        (values ``organ_mask_labels``, default every organ). ``tta`` and ``overlap`` go to that
+        organ model (the instance model itself has neither).
         """
         run_dir = Path(run_dir)
         for name in ("config.yaml", "labels.json"):
@@ -65,7 +70,9 @@ class InstancePredictor:
                 raise InputError(f"score threshold {score_threshold}: must be in [0, 1]")
             cfg.inference.score_threshold = float(score_threshold)
         try:
-            labels = {str(k): int(v) for k, v in json.loads((run_dir / "labels.json").read_text())["classes"].items()}
+            info = json.loads((run_dir / "labels.json").read_text())
+            labels = {str(k): int(v) for k, v in info["classes"].items()}
+            n_channels = max(1, len(info.get("channels") or {}))
         except (ValueError, KeyError, AttributeError) as e:
             raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
         checkpoint = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
@@ -74,10 +81,16 @@ class InstancePredictor:
         model = build_model(cfg.model, len(labels), load_pretrained=False)
         load_weights(model, ckpt["model"])
         model.to(dev).eval()
-        return cls(model, cfg, labels, run_dir, dev, checkpoint, organ_mask_labels)
+        organ = None
+        if organ_model is not None:
+            from medseg.predict.registry import load_predictor
 
-    def predict(self, channels: list[Volume], progress: Callable[[int, int], None] | None = None,
-                cancel: threading.Event | None = None, organ_mask: Volume | None = None) -> CasePrediction:
+            organ = load_predictor(organ_model, device=device, tta=tta, overlap=overlap)
+        return cls(model, cfg, labels, run_dir, dev, checkpoint, organ_mask_labels, n_channels, organ)
+
+    def predict(self, channels: Volume | list[Volume], progress: Callable[[int, int], None] | None = None,
+                cancel: threading.Event | None = None, organ_mask: Volume | None = None, uncertainty: bool = False,
+                **ignored) -> CasePrediction:
         """Lesions of one case.
 
         Args:
@@ -86,11 +99,15 @@ class InstancePredictor:
             progress: ``progress(done_slices, total_slices)`` after each slice batch.
             cancel: when set, raises `medseg.errors.Cancelled` before the next batch.
             organ_mask: optional organ label Volume on the same grid: only lesions inside it
-                (``inference.organ_overlap`` of their voxels) are kept.
+                (``inference.organ_overlap`` of their voxels) are kept. Without it, the organ
+                model given to ``from_run`` (if any) makes one.
+            uncertainty: accepted for the batch engine; the instance model has no uncertainty map
+                (each lesion has its ``score`` in the table instead).
 
         Returns:
             `CasePrediction` with a uint16 instance map on exactly the grid of ``channels[0]``.
         """
+        channels = [channels] if isinstance(channels, Volume) else list(channels)
         if not channels:
             raise InputError("no image given; pass the case's image channels")
         first = channels[0]
@@ -98,6 +115,8 @@ class InstancePredictor:
             if not c.same_grid(first):
                 raise GeometryError("image channels are not on one grid; resample them onto the first channel")
         t0 = time.perf_counter()
+        if organ_mask is None and self.organ_predictor is not None:
+            organ_mask = self.organ_predictor.predict(channels, cancel=cancel).mask
         rec = slice_record(first, self.cfg.data.spacing_mm)
         vol = image_to_model(first, rec)
         t1 = time.perf_counter()
@@ -105,7 +124,7 @@ class InstancePredictor:
                       progress, cancel)
         t2 = time.perf_counter()
         res = assemble(dets, rec, self.cfg, self.class_names, organ_mask, self.organ_mask_labels)
-        mask = first.with_array(res.ids.array)  # the source grid and provenance
+        mask = Volume(res.ids.array, first.affine.copy(), {"model_id": self.model_id})
         assert mask.shape == first.shape and (mask.affine == first.affine).all()
         t3 = time.perf_counter()
         return CasePrediction(mask=mask, labels=dict(self.labels), volumes_ml=res.volumes_ml,

@@ -14,6 +14,7 @@ from scipy import ndimage
 from medseg.errors import Cancelled
 from medseg.instance.config import InstanceConfig
 from medseg.instance.predictor import InstancePredictor
+from medseg.predict.result import CasePrediction
 from medseg.volume import Volume
 
 
@@ -116,3 +117,13 @@ def test_cancel_and_organ_mask(tmp_path):
     assert pred.predict([vol], organ_mask=organ.with_array(organ.array * 2)).tables["lesions"]
     pred.organ_mask_labels = [3]                                           # a label the organ mask lacks
     assert pred.predict([vol], organ_mask=organ).tables["lesions"] == []
+    # An organ model (a U-Net predictor, as `medseg predict --organ-model` loads) makes the mask.
+    pred.organ_mask_labels = None
+
+    class OrganNet:
+        def predict(self, channels, **kw):
+            return CasePrediction(organ, {"background": 0, "liver": 1})
+
+    pred.organ_predictor = OrganNet()
+    res = pred.predict(vol, uncertainty=True)  # the batch engine's call: one Volume or a list, uncertainty flag
+    assert len(res.tables["lesions"]) == 1 and res.uncertainty is None and res.mask.meta["model_id"] == pred.model_id
