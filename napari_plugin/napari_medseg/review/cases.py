@@ -40,6 +40,7 @@ class ReviewCase:
     image: Path | None
     uncertainty: float | None = None
     model_id: str | None = None
+    series_uid: str | None = None  # which DICOM series of ``image`` (a folder), from the manifest
 
 
 @dataclass
@@ -126,7 +127,9 @@ def _from_manifest(wl: Worklist, manifest: Path) -> None:
     seen: set[str] = set()
     for row in rows:
         out_name = (row.get("output") or "").strip()
-        case = split_suffix(out_name or (row.get("input") or "").rstrip("/"))[0]
+        # the manifest's case key ("a/b" for a series in a study tree) keeps nested outputs apart;
+        # flattened ("a__b") because it also names files (corrected/, the nnU-Net export)
+        case = (row.get("case") or "").strip().replace("/", "__") or split_suffix(out_name or (row.get("input") or "").rstrip("/"))[0]
         status = (row.get("status") or "").strip().lower()
         mask = _resolve(wl.folder, out_name)
         if status not in OK_STATUSES and mask is None:
@@ -135,7 +138,9 @@ def _from_manifest(wl: Worklist, manifest: Path) -> None:
         if mask is None:
             wl.problems.append((case, f"mask {out_name or '(none)'} listed in manifest.csv was not found"))
             continue
-        image = _resolve(wl.folder, (row.get("input") or "").strip())
+        # `medseg predict` writes channels as "a;b" and DICOM series as "folder#SeriesInstanceUID"
+        image_text, _, series_uid = (row.get("input") or "").strip().split(";")[0].partition("#")
+        image = _resolve(wl.folder, image_text)
         if image is None:
             wl.problems.append((case, f"image {row.get('input')!r} listed in manifest.csv was not found"))
             continue
@@ -143,7 +148,8 @@ def _from_manifest(wl: Worklist, manifest: Path) -> None:
             wl.problems.append((case, "listed twice in manifest.csv; using the first row"))
             continue
         seen.add(case)
-        wl.cases.append(ReviewCase(case, mask, image, _float(row.get("uncertainty")), row.get("model_id") or None))
+        wl.cases.append(ReviewCase(case, mask, image, _float(row.get("uncertainty")), row.get("model_id") or None,
+                                   series_uid or None))
 
 
 def _dataset_json(wl: Worklist) -> None:

@@ -82,7 +82,7 @@ def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequen
         for c in chosen:
             if progress:
                 progress(c.case)
-            image = read_volume(c.image)
+            image = read_volume(c.image, series_uid=c.series_uid)
             pred = session.prediction(c.case)
             saved = session.saved_correction(c.case)
             labels = saved if saved is not None else pred.array

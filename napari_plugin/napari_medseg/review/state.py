@@ -209,7 +209,7 @@ class ReviewSession:
         returns the :class:`LoadedCase` (for napari's ``thread_worker`` with progress)."""
         c = self.case(case)
         yield f"{case}: reading the image"
-        image = read_volume(c.image) if c.image else None
+        image = read_volume(c.image, series_uid=c.series_uid) if c.image else None
         yield f"{case}: reading the mask"
         pred = self.prediction(case)
         saved = self.saved_correction(case)
