@@ -44,13 +44,14 @@ def resample_labels(labels: np.ndarray, new_shape, values=None) -> np.ndarray:
     if tuple(labels.shape) == tuple(new_shape):
         return labels.copy()
     values = np.unique(labels) if values is None else np.asarray(values)
+    small = labels.dtype.itemsize == 1 and labels.dtype.kind == "u"
     best = torch.full(tuple(new_shape), -1.0)
-    out = torch.zeros(tuple(new_shape), dtype=torch.int64)
+    out = torch.zeros(tuple(new_shape), dtype=torch.uint8 if small else torch.int64)
     src = torch.as_tensor(np.ascontiguousarray(labels))
     for v in values.tolist():
         onehot = (src == v).to(torch.float32)[None, None]
         w = F.interpolate(onehot, size=tuple(new_shape), mode="trilinear", align_corners=False)[0, 0]
-        better = w > best
-        out[better] = int(v)
-        best = torch.where(better, w, best)
-    return out.numpy().astype(labels.dtype)
+        out[w > best] = int(v)
+        torch.maximum(best, w, out=best)  # in place: peak memory ~ 2 float32 + 1 label map of new_shape
+        del w
+    return out.numpy().astype(labels.dtype, copy=False)
