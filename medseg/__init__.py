@@ -1,23 +1,45 @@
 """medseg: 3D medical image segmentation with geometry you can trust.
 
-Public API (stable names)::
+Public API (stable names; the heavy ones load torch only when first used)::
 
-    from medseg import read_volume, write_volume, write_mask_like, Volume, Geometry
+    import medseg
 
-    ct = read_volume("data_samples/ct_chest/CTChest4.nrrd")   # Volume, RAS+ affine
-    ct.geometry.orientation, ct.spacing                         # 'LPS', (3.05, 3.05, 10.0)
-    write_mask_like(ct.array > 300, ct, "bone.nii.gz")          # exactly the CT grid
+    ct = medseg.read_volume("data_samples/ct_chest/CTChest4.nrrd")   # Volume, RAS+ affine
+    ct.geometry.orientation, ct.spacing                                # 'LPS', (3.05, 3.05, 10.0)
+    medseg.write_mask_like(ct.array > 300, ct, "bone.nii.gz")          # exactly the CT grid
+
+    plan = medseg.plan_dataset("phantoms/", spacing=(1.6, 1.6, 2.4))   # check + fingerprint + plan
+    medseg.train("configs/unet_tumor_cpu.yaml", "phantoms/", "runs/demo", plan=plan)
+    predictor = medseg.Predictor.from_run("runs/demo")                 # loads best.pt once
+    mask = predictor(ct)                                               # Volume on the CT's grid
+    medseg.predict_folder("runs/demo", ["study/"], "masks/")           # batch + manifest.csv
+    medseg.evaluate_folders("masks/", "labels/")                       # Dice, HD95, NSD, lesions
 
 The spatial convention (RAS+ mm world, ``[i, j, k]`` as stored) is defined in
-:mod:`medseg.geometry`.
+:mod:`medseg.geometry`. The README's "Python API" section runs end to end (a test executes it).
 """
 
-from medseg.errors import GeometryError, InputError, MedsegError, MedsegWarning, OutputError
+from medseg.errors import Cancelled, GeometryError, InputError, MedsegError, MedsegWarning, OutputError
 from medseg.geometry import Geometry
 from medseg.io import read_volume, scan_dicom, write_mask_like, write_volume
 from medseg.volume import Volume
 
 __version__ = "0.1.0"
+
+#: name -> "module:attribute", imported on first use (keeps `import medseg` and the CLI fast).
+_LAZY = {
+    "load_dataset": "medseg.data.layout:load_dataset",
+    "check_dataset": "medseg.data.validate:check_dataset",
+    "plan_dataset": "medseg.data.plan:plan_dataset",
+    "load_plan": "medseg.data.plan:load_plan",
+    "write_phantom_dataset": "medseg.data.phantoms:write_phantom_dataset",
+    "train": "medseg.train",  # the package is callable: medseg.train(config, dataset, out, ...)
+    "Predictor": "medseg.predict.predictor:Predictor",
+    "load_predictor": "medseg.predict.registry:load_predictor",
+    "predict_folder": "medseg.predict.batch:predict_folder",
+    "evaluate_case": "medseg.metrics:evaluate_case",
+    "evaluate_folders": "medseg.metrics.folders:evaluate_folders",
+}
 
 __all__ = [
     "Volume",
@@ -26,10 +48,24 @@ __all__ = [
     "write_volume",
     "write_mask_like",
     "scan_dicom",
+    *_LAZY,
     "MedsegError",
     "InputError",
     "GeometryError",
     "OutputError",
+    "Cancelled",
     "MedsegWarning",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'medseg' has no attribute {name!r}")
+    import importlib
+
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+    globals()[name] = value
+    return value

@@ -317,3 +317,26 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
 def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file; errors name the key and the allowed values."""
     return from_dict(Plan, load_yaml(path), where=Path(path).name)
+
+
+def plan_dataset(dataset, out=None, *, spacing=None, gpu_memory_gb: float | None = None, progress=None) -> Plan:
+    """What ``medseg plan`` does, as one call: check the dataset, fingerprint it, derive the plan
+    (``spacing`` overrides the target spacing, mm) and, when ``out`` is given, write it (YAML).
+
+    Raises:
+        InputError: the dataset has problems (the message lists the first ones).
+    """
+    from medseg.data.fingerprint import compute_fingerprint
+    from medseg.data.layout import load_dataset
+    from medseg.data.validate import check_dataset
+    from medseg.errors import InputError
+
+    spec = load_dataset(dataset)
+    report = check_dataset(spec)
+    if not report.ok:
+        raise InputError(f"{len(report.problems)} problem(s) in {spec.root}: " + "; ".join(report.lines()[:3])
+                         + f" -- see `medseg check-dataset {spec.root}`")
+    plan = make_plan(compute_fingerprint(spec, progress=progress), gpu_memory_gb or default_gpu_memory(), spacing=spacing)
+    if out is not None:
+        save_plan(plan, out)
+    return plan

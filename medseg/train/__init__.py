@@ -16,3 +16,14 @@ def train(*args, **kwargs):
     from medseg.train.trainer import train as _train
 
     return _train(*args, **kwargs)
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``medseg.train(...)`` works although ``medseg.train`` is this package: calling the
+    package calls :func:`medseg.train.trainer.train`."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

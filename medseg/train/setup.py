@@ -58,11 +58,13 @@ def effective_plan(plan: Plan, cfg: TrainConfig) -> Plan:
     return out
 
 
-def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: Path | None, resume: bool, gpu_memory_gb: float, d: Dist) -> Plan:
-    """Resume: the run's plan. Else ``--plan`` when given, else computed from the dataset."""
+def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: "Path | Plan | None", resume: bool, gpu_memory_gb: float, d: Dist) -> Plan:
+    """Resume: the run's plan. Else ``--plan`` (a file or a `Plan`) when given, else computed from the dataset."""
     if resume:
         return load_plan(run_dir / "plan.yaml")
-    if plan_path:
+    if isinstance(plan_path, Plan):
+        plan = plan_path
+    elif plan_path:
         plan = load_plan(plan_path)
     else:
         plan = None

@@ -23,6 +23,7 @@ from medseg.train.distributed import cleanup, init_distributed, resolve_device
 from medseg.train.rundir import metric_columns, plot_curve, read_metrics, write_json, write_metrics, write_yaml
 from medseg.train.setup import loader_for, prepare
 from medseg.train.validation import validate
+from medseg.data.plan import Plan
 from medseg.preprocess import Preprocessor
 
 
@@ -69,7 +70,7 @@ class _Reporter:
 
 def train(config: str | Path | TrainConfig | None, dataset: str | Path, out: str | Path, *, epochs: int | None = None,
           device: str = "auto", fold: int | str = 0, resume: bool = False, seed: int = 0,
-          plan: str | Path | None = None, gpu_memory_gb: float = 8.0, progress: bool = True) -> dict:
+          plan: "str | Path | Plan | None" = None, gpu_memory_gb: float = 8.0, progress: bool = True) -> dict:
     """Train a U-Net; returns ``{"epoch", "best_dice", "best_epoch", "metrics", "run_dir", "model"}``
     (``model``: the trained torch module, final weights, on its device).
 
@@ -79,7 +80,7 @@ def train(config: str | Path | TrainConfig | None, dataset: str | Path, out: str
         out: run directory (created; must not hold a run unless ``resume``).
         epochs: total epochs (default: the config's; with ``resume``, larger extends a finished run).
         fold: 0-4 from ``DATASET/splits.json``, or ``"all"``.
-        plan: a plan YAML from ``medseg plan`` (default: computed from the dataset).
+        plan: a plan YAML from ``medseg plan``, or a `Plan` (default: computed from the dataset).
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     run_dir = Path(out)
@@ -105,7 +106,7 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
     epochs = int(epochs or cfg.epochs)
     if ckpt is not None and ckpt["iteration"] == 0 and int(ckpt["epoch"]) + 1 >= epochs:
         raise InputError(f"{run_dir} finished {int(ckpt['epoch']) + 1} epochs; pass a larger --epochs to extend it")
-    run, data = prepare(dataset, cfg, run_dir, Path(plan_path) if plan_path else None, resume, fold, seed,
+    run, data = prepare(dataset, cfg, run_dir, plan_path if isinstance(plan_path, (Plan, type(None))) else Path(plan_path), resume, fold, seed,
                         gpu_memory_gb, d)
     plan = run.plan
     labels = plan.dataset.labels
@@ -226,6 +227,13 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
                 rep.line(msg)
             d.barrier()
             start_iter = 0
+    except RuntimeError as e:
+        if "DataLoader worker" not in str(e):
+            raise
+        raise InputError(
+            "the data-loading worker processes could not start. When medseg.train is called from a script, "
+            "put the calling code under `if __name__ == \"__main__\":` (Python re-imports the script in each "
+            "worker), or set `num_workers: 0` in the config") from e
     except KeyboardInterrupt:
         if d.main:
             ck.save_checkpoint(run_dir / "last.pt", payload(epoch, it_done, metrics, loss_sum))
