@@ -26,26 +26,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _predict(model, plan, image_path, device):
-    from medseg.io import read_volume
-    from medseg.preprocess import Preprocessor
-    from medseg.train.validation import predict_model_space
-
-    pre = Preprocessor(plan)
-    vol = read_volume(image_path)
-    img, rec = pre.image([vol])
-    pred = predict_model_space(model, img, plan.training.patch_size, 0.5, 2, device)
-    return pre.invert_labels(pred, rec)
-
-
-def _evaluate(model, plan, cases, device) -> dict:
+def _evaluate(run_dir, cases, device) -> dict:
+    """Held-out Dice per class with medseg's own Predictor (best.pt, or last.pt without validation)."""
     from medseg.io import read_volume
     from medseg.metrics import dice
+    from medseg.predict import Predictor
 
-    labels = {n: v for n, v in plan.dataset.labels.items() if v}
+    predictor = Predictor.from_run(run_dir, device=device.type)
+    labels = {n: v for n, v in predictor.labels.items() if v}
     scores = {n: [] for n in labels}
     for img_path, lab_path in cases:
-        pred = _predict(model, plan, img_path, device)
+        pred = predictor(read_volume(img_path))
         ref = read_volume(lab_path)
         for n, v in labels.items():
             if (ref.array == v).any():  # tumour Dice only where the case has tumours
@@ -64,7 +55,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15.0, help="training budget")
     ap.add_argument("--train-cases", type=int, default=24)
     ap.add_argument("--test-cases", type=int, default=8)
-    ap.add_argument("--spacing", type=float, nargs=3, default=None, help="override the plan's target spacing (mm)")
+    ap.add_argument("--spacing", type=float, nargs=3, default=[1.6, 1.6, 2.4], help="plan target spacing (mm)")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "unet_tumor_cpu.yaml")
     ap.add_argument("--lung-minutes", type=float, default=3.0)
     ap.add_argument("--keep", type=Path, help="keep the run folders here")
     args = ap.parse_args()
@@ -85,14 +77,11 @@ def main() -> None:
         test_ds = write_phantom_dataset(work / "test", cases=args.test_cases, seed=1, size="small")
         spec = load_dataset(train_ds)
         fp = compute_fingerprint(spec)
-        if args.spacing:  # plan as if every case had been acquired at this spacing (coarser = faster on a CPU)
-            shapes = np.asarray(fp["shapes"]) * np.asarray(fp["spacings"]) / np.asarray(args.spacing)
-            fp = {**fp, "spacings": [list(args.spacing)] * len(shapes), "shapes": shapes.round().tolist()}
-        plan = make_plan(fp, gpu_memory_gb=8)
+        plan = make_plan(fp, gpu_memory_gb=8, spacing=args.spacing)
         save_plan(plan, work / "plan.yaml")
         t_data = time.perf_counter() - t0
         _log(f"data + plan {t_data:.0f} s; spacing {plan.preprocessing.target_spacing}, patch {plan.training.patch_size}")
-        cfg = load_config(ROOT / "configs" / "unet_tumor.yaml")
+        cfg = load_config(args.config)
         cfg.iterations_per_epoch, cfg.num_workers, cfg.val_every = 50, 2, 1000
         # measure the speed: one short epoch (also fills the preprocessing cache)
         t1 = time.perf_counter()
@@ -108,12 +97,12 @@ def main() -> None:
         epochs = max(1, int(args.minutes * 60 * it_s * 0.92 / cfg.iterations_per_epoch))
         cfg.epochs = epochs
         t2 = time.perf_counter()
-        result = train(cfg, train_ds, work / "run", plan=work / "plan.yaml", fold="all", progress=False)
+        train(cfg, train_ds, work / "run", plan=work / "plan.yaml", fold="all", progress=False)
         t_train = time.perf_counter() - t2
         _log(f"trained {epochs} epochs in {t_train / 60:.1f} min")
         test_cases = [(c.images[0], c.label) for c in load_dataset(test_ds).cases]
         t3 = time.perf_counter()
-        scores = _evaluate(result["model"], plan, test_cases, device)
+        scores = _evaluate(work / "run", test_cases, device)
         t_eval = time.perf_counter() - t3
         _log(f"held-out evaluation {t_eval:.0f} s: {scores}")
 
@@ -129,15 +118,14 @@ def main() -> None:
         (lung / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {n: i for i, n in enumerate(names)},
                                                        "numTraining": 1, "file_ending": ".nii.gz"}))
         lspec = load_dataset(lung)
-        lplan = make_plan(compute_fingerprint(lspec), 8)
         lcfg = load_config(ROOT / "configs" / "unet_organs.yaml")
         lcfg.iterations_per_epoch, lcfg.num_workers, lcfg.val_every = 20, 2, 1000
         lcfg.optimizer.name, lcfg.optimizer.lr = "adamw", 3e-3
         lcfg.epochs = max(1, int(args.lung_minutes * 60 * it_s * 0.5 / 20))
         t4 = time.perf_counter()
-        lres = train(lcfg, lung, work / "lung_run", fold="all", progress=False)
+        train(lcfg, lung, work / "lung_run", fold="all", progress=False)
         t_lung = time.perf_counter() - t4
-        ls = _evaluate(lres["model"], lplan, [(lspec.cases[0].images[0], lspec.cases[0].label)], device)
+        ls = _evaluate(work / "lung_run", [(lspec.cases[0].images[0], lspec.cases[0].label)], device)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -25,3 +25,18 @@ def test_plan_cli_refuses_a_broken_dataset(cli, tmp_path):
     r = cli("plan", ds, "--out", tmp_path / "p.yaml")
     assert r.returncode == 2 and "problem(s)" in r.stderr and "case_001" in r.stderr
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_plan_cli_spacing_override(cli, tmp_path):
+    """--spacing replaces the automatic target spacing; the patch is derived for it."""
+    ds = write_dataset(tmp_path / "ds", n=3)
+    auto, coarse = tmp_path / "auto.yaml", tmp_path / "coarse.yaml"
+    assert cli("plan", ds, "--out", auto).returncode == 0
+    r = cli("plan", ds, "--out", coarse, "--spacing", "4", "4", "6")
+    assert r.returncode == 0, r.stderr
+    a, c = load_plan(auto), load_plan(coarse)
+    assert list(c.preprocessing.target_spacing) == [4.0, 4.0, 6.0]
+    assert list(a.preprocessing.target_spacing) != [4.0, 4.0, 6.0]
+    assert all(pc <= pa for pc, pa in zip(c.training.patch_size, a.training.patch_size))
+    r = cli("plan", ds, "--out", tmp_path / "bad.yaml", "--spacing", "0", "1", "1")
+    assert r.returncode == 2 and "--spacing" in r.stderr and not (tmp_path / "bad.yaml").exists()
