@@ -199,6 +199,7 @@ def test_cascade_stage_two_trains_on_organ_crops(phantoms, tmp_path):
     cfg.cascade = CascadeConfig(["liver"], 10.0)
     out = tmp_path / "stage2"
     train(cfg, ds, out, plan=plan, progress=False)
-    assert json.loads((out / "run.json").read_text())["cascade"] == {"organ_labels": ["liver"], "margin_mm": 10.0}
+    assert json.loads((out / "run.json").read_text())["cascade"] == {"organ_labels": ["liver"], "margin_mm": 10.0,
+                                                                "organ_model": None}
     with pytest.raises(InputError, match=r"'lver'\] are not labels"):
         crop_dataset(spec, ["lver"], 10.0)
