@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ev = evaluate_folders(args.pred, args.ref)
+            ev = evaluate_folders(args.pred, args.ref, labels={v: n for n, v in labels.items()} if labels else None)
         summary = summarize(ev)
         write_outputs(ev, args.out / "metrics", summary)
         dice_lines = markdown_table(summary).splitlines()
