@@ -54,7 +54,7 @@ def _throwaway_run(work: Path) -> Path:
     return work / "run"
 
 
-def _time(fn, repeat: int = 2):
+def _time(fn, repeat: int = 1):
     fn()  # warm-up
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -72,7 +72,7 @@ def compare_windows(predictor, shape, device) -> dict:
     net, patch = predictor.model, tuple(predictor.plan.training.patch_size)
     n_cls = max(predictor.labels.values()) + 1
     g = torch.Generator().manual_seed(0)
-    x = torch.randn((1, predictor.n_channels, *shape), generator=g).numpy()
+    x = torch.randn((predictor.n_channels, *shape), generator=g).numpy()  # (C, X, Y, Z)
     nvox = float(np.prod(shape))
     sw = predictor.batch_size
     xt = torch.from_numpy(x)[None].to(device)
