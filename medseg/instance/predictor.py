@@ -21,7 +21,7 @@ from medseg.instance.config import instance_config_from_dict
 from medseg.instance.inference import assemble, detect
 from medseg.instance.model import build_model, load_weights
 from medseg.instance.slices import image_to_model, slice_record
-from medseg.instance.trainer import autocast_dtype
+from medseg.train.components import autocast_dtype
 from medseg.predict.registry import model_id
 from medseg.predict.result import CasePrediction
 from medseg.train import checkpoint as ck

@@ -36,16 +36,8 @@ from medseg.train.distributed import Dist, resolve_device
 from medseg.train.rundir import read_metrics, write_json, write_metrics, write_yaml
 from medseg.train.setup import check_or_raise
 from medseg.train.splits import fold_cases, load_or_create_splits
-from medseg.train.trainer import _Reporter
-
-
-def autocast_dtype(precision: str, device: torch.device):
-    """None (fp32) on the CPU; bf16 (or fp16 where bf16 is missing) on a GPU, as configured."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+from medseg.train.components import autocast_dtype
+from medseg.train.trainer import EpochReporter
 
 
 def learning_rate(cfg: InstanceConfig, epoch: int, iteration: int, epochs: int) -> float:
@@ -126,7 +118,7 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
     epochs = int(epochs or cfg.epochs)
     if ckpt is not None and ckpt["iteration"] == 0 and int(ckpt["epoch"]) + 1 >= epochs:
         raise InputError(f"{run_dir} finished {int(ckpt['epoch']) + 1} epochs; pass a larger --epochs to extend it")
-    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, _Reporter(progress))
+    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, EpochReporter(progress))
 
 
 def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep) -> dict:
@@ -153,14 +145,7 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
     start_epoch, start_iter, loss_sum, best = 0, 0, 0.0, {"f1": -1.0, "ap50": -1.0, "epoch": -1}
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        ck.set_rng_state(ckpt["rng"])
-        best = dict(ckpt["best"])
-        start_epoch, start_iter, loss_sum = int(ckpt["epoch"]), int(ckpt["iteration"]), float(ckpt.get("loss_sum", 0.0))
-        if start_iter == 0:
-            start_epoch += 1
+        start_epoch, start_iter, loss_sum, best = ck.restore(ckpt, model, opt, scaler)
     columns = metric_columns(names)
     rows = [r for r in read_metrics(run_dir / "metrics.csv") if int(r["epoch"]) < start_epoch] if ckpt else []
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -28,16 +28,10 @@ from medseg.predict.registry import model_id as compute_model_id
 from medseg.predict.result import CasePrediction
 from medseg.predict.sliding import sliding_window_labels
 from medseg.train.checkpoint import load_checkpoint
-from medseg.train.components import build_network
+from medseg.train.components import autocast_dtype, build_network
 from medseg.train.config import TrainConfig, load_config, resolve_class_weights
 from medseg.train.distributed import Dist, resolve_device
 from medseg.volume import Volume
-
-
-def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 class Predictor:
@@ -131,7 +125,7 @@ class Predictor:
         t1 = time.perf_counter()
         res = sliding_window_labels(self.model, image, self.plan.training.patch_size, max(self.labels.values()) + 1,
                                     overlap=self.overlap, batch_size=self.batch_size, device=self.device,
-                                    autocast_dtype=_autocast(self.device), tta=self.tta, entropy=uncertainty,
+                                    autocast_dtype=autocast_dtype("auto", self.device), tta=self.tta, entropy=uncertainty,
                                     progress=progress, cancel=cancel)
         del image
         t2 = time.perf_counter()

@@ -64,3 +64,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("medseg_checkpoint") != FORMAT or "model" not in ckpt:
         raise InputError(f"{path} is not a medseg checkpoint (format {FORMAT}); it was made by another tool")
     return ckpt
+
+
+def restore(ckpt: dict, model, optimizer, scaler) -> tuple[int, int, float, dict]:
+    """Load a ``last.pt`` into the training objects (and the RNGs) for ``--resume``.
+
+    Returns ``(start_epoch, start_iteration, loss_sum, best)``: the epoch to run next and the
+    iteration reached in it (an epoch that had finished moves on to the next one).
+    """
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    epoch, iteration = int(ckpt["epoch"]), int(ckpt["iteration"])
+    return (epoch + 1 if iteration == 0 else epoch), iteration, float(ckpt.get("loss_sum", 0.0)), dict(ckpt["best"])

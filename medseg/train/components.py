@@ -34,6 +34,16 @@ def _unet(plan: Plan, n_in: int, n_out: int, filters) -> torch.nn.Module:
                 strides=strides, num_res_units=2, norm="instance")
 
 
+def autocast_dtype(precision: str, device: torch.device):
+    """Autocast dtype for ``precision`` (auto | bf16 | fp16 | fp32): None (fp32) on the CPU;
+    on a GPU bf16, or fp16 where bf16 is missing (auto), or what was asked."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
 #: Explicit name -> builder registry (DESIGN.md convention 4).
 NETWORKS = {"DynUNet": _dynunet, "UNet": _unet}
 

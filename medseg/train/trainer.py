@@ -17,7 +17,7 @@ import torch
 from medseg import __version__
 from medseg.errors import InputError, OutputError
 from medseg.train import checkpoint as ck
-from medseg.train.components import build_loss, build_network, build_optimizer, set_lr
+from medseg.train.components import autocast_dtype, build_loss, build_network, build_optimizer, set_lr
 from medseg.train.config import TrainConfig, config_dict, load_config
 from medseg.train.distributed import cleanup, init_distributed, resolve_device
 from medseg.train.rundir import metric_columns, plot_curve, read_metrics, write_json, write_metrics, write_yaml
@@ -27,21 +27,13 @@ from medseg.data.plan import Plan
 from medseg.preprocess import Preprocessor
 
 
-def _autocast_dtype(cfg: TrainConfig, device: torch.device):
-    if device.type != "cuda" or cfg.precision == "fp32":
-        return None
-    if cfg.precision == "fp16" or (cfg.precision == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
 def _model_state(model) -> dict:
     m = model.module if hasattr(model, "module") else model
     m = getattr(m, "_orig_mod", m)  # torch.compile wrapper
     return m.state_dict()
 
 
-class _Reporter:
+class EpochReporter:
     """Per-epoch progress bar (rank 0, TTY) or one line per epoch."""
 
     def __init__(self, enabled: bool):
@@ -99,7 +91,7 @@ def train(config: str | Path | TrainConfig | None, dataset: str | Path, out: str
 
 
 def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_memory_gb, progress, d) -> dict:
-    rep = _Reporter(progress and d.main)
+    rep = EpochReporter(progress and d.main)
     ckpt = ck.load_checkpoint(run_dir / "last.pt") if resume else None
     if ckpt is not None and epochs is None:
         epochs = int(ckpt["total_epochs"])
@@ -119,18 +111,11 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
             model = model.to(memory_format=torch.channels_last_3d)
     loss_fn = build_loss(cfg, plan).to(dev)
     opt = build_optimizer(cfg, model.parameters())
-    amp_dtype = _autocast_dtype(cfg, dev)
+    amp_dtype = autocast_dtype(cfg.precision, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
     start_epoch, start_iter, best, loss_sum = 0, 0, {"dice": -1.0, "epoch": -1}, 0.0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        ck.set_rng_state(ckpt["rng"])
-        best = dict(ckpt["best"])
-        start_epoch, start_iter, loss_sum = int(ckpt["epoch"]), int(ckpt["iteration"]), float(ckpt.get("loss_sum", 0.0))
-        if start_iter == 0:
-            start_epoch += 1
+        start_epoch, start_iter, loss_sum, best = ck.restore(ckpt, model, opt, scaler)
     if d.enabled:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     step_model = torch.compile(model) if (cfg.compile and dev.type == "cuda") else model

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from medseg.data.cache import CachedCase
 from medseg.data.layout import Case
@@ -16,16 +15,14 @@ from medseg.metrics import dice
 from medseg.preprocess import Preprocessor, PreprocessRecord
 
 
-@torch.no_grad()
-def predict_model_space(model: torch.nn.Module, image: np.ndarray, patch_size, overlap: float, sw_batch: int,
-                        device: torch.device, autocast_dtype=None) -> np.ndarray:
-    """Argmax label map (X, Y, Z) uint8 of ``image`` (C, X, Y, Z) float32 in model space,
-    Gaussian-weighted sliding windows."""
-    x = torch.from_numpy(np.array(image, dtype=np.float32))[None].to(device)  # copy: caches are read-only maps
-    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        logits = sliding_window_inference(x, tuple(patch_size), sw_batch, model, overlap=overlap, mode="gaussian",
-                                          padding_mode="constant", cval=float(x.min()))
-    return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+def predict_model_space(model: torch.nn.Module, image: np.ndarray, patch_size, n_classes: int, overlap: float,
+                        sw_batch: int, device: torch.device, autocast_dtype=None) -> np.ndarray:
+    """Argmax label map (X, Y, Z) uint8 of ``image`` (C, X, Y, Z) float32 in model space, with
+    the very sliding windows `medseg predict` uses (so validation Dice is prediction Dice)."""
+    from medseg.predict.sliding import sliding_window_labels
+
+    return sliding_window_labels(model, image, patch_size, n_classes, overlap=overlap, batch_size=sw_batch,
+                                 device=device, autocast_dtype=autocast_dtype).labels
 
 
 def validate(model: torch.nn.Module, cached: list[CachedCase], cases: list[Case], pre: Preprocessor, labels: dict[str, int],
@@ -41,7 +38,8 @@ def validate(model: torch.nn.Module, cached: list[CachedCase], cases: list[Case]
     per_case: dict[str, dict[str, float]] = {}
     by_id = {c.case_id: c for c in cases}
     for cc in cached:
-        pred = predict_model_space(model, cc.image(), patch_size, overlap, sw_batch, device, autocast_dtype)
+        pred = predict_model_space(model, cc.image(), patch_size, max(labels.values()) + 1, overlap, sw_batch,
+                                   device, autocast_dtype)
         rec = PreprocessRecord.from_dict(cc.meta()["record"])
         pred_src = pre.invert_labels(pred, rec)
         with warnings.catch_warnings():
