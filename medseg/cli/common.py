@@ -1,4 +1,4 @@
-"""Options shared by commands that read a scan."""
+"""Options and argument types shared by several commands."""
 
 from __future__ import annotations
 
@@ -26,3 +26,19 @@ def add_read_options(p: argparse.ArgumentParser) -> None:
 def read_kwargs(args: argparse.Namespace) -> dict:
     """Keyword arguments for :func:`medseg.io.read_volume` from parsed options."""
     return {"series_uid": args.series, "allow_nonuniform": args.allow_nonuniform}
+
+
+def int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            bound = "0 or more" if minimum == 0 else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse

@@ -8,24 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from medseg.cli.common import int_at_least
 from medseg.cli.progress import progress_bar
 from medseg.data.phantoms import SIZES, write_phantom_dataset
-
-
-def _int_at_least(minimum: int):
-    """argparse type: a whole number >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            bound = "0 or more" if minimum == 0 else f"at least {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
 
 
 def add_parser(sub, parents) -> None:
@@ -40,8 +25,8 @@ def add_parser(sub, parents) -> None:
     )
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="dataset folder to create (new, empty, or a previous phantom dataset)")
-    p.add_argument("--cases", type=_int_at_least(1), default=10, metavar="N", help="number of cases (default 10)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
+    p.add_argument("--cases", type=int_at_least(1), default=10, metavar="N", help="number of cases (default 10)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
                    help="random seed (default 0); case i is the same whatever N")
     p.add_argument("--size", choices=list(SIZES), default="small",
                    help="small: miniature abdomen, about 70-150 x 50-120 x 15-55 voxels, for quick CPU training "

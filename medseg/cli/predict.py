@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from medseg.cli.common import int_at_least
+
 
 def _overlap(text: str) -> float:
     try:
@@ -14,16 +16,6 @@ def _overlap(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {v}")
-    return v
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return v
 
 
@@ -55,7 +47,7 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--organ-model", type=Path, metavar="RUN_DIR", help="stage-1 (organ) run of a cascade model")
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="local (default) or a Ray cluster")
     p.add_argument("--address", help="Ray cluster address (e.g. 10.0.0.5:6379; default: start a local Ray)")
-    p.add_argument("--workers", type=_positive, help="Ray workers (one model each; default: one per GPU, else 2)")
+    p.add_argument("--workers", type=int_at_least(1), help="Ray workers (one model each; default: one per GPU, else 2)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

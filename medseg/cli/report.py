@@ -16,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from medseg.cli.common import int_at_least
 from medseg.errors import InputError, OutputError
 
 
@@ -32,7 +33,7 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="REPORT", help="report folder to write")
     p.add_argument("--ref", type=Path, help="folder of reference label maps named like the predictions")
     p.add_argument("--run", type=Path, help="the run directory that predicted (adds its training curve)")
-    p.add_argument("--max-cases", type=int, default=12, help="overlay pictures for at most this many cases (default 12)")
+    p.add_argument("--max-cases", type=int_at_least(0), default=12, help="overlay pictures for at most this many cases (default 12)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder's files")
 
 
@@ -62,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     rows = [r for r in _manifest_rows(args.pred) if r.get("status") in ("done", "skipped") and r.get("output")]
     if (args.out / "report.md").exists() and not args.overwrite:
         raise OutputError(f"{args.out} already holds a report; pass --overwrite or choose another --out")
-    if args.max_cases < 0:
-        raise InputError("--max-cases must be >= 0")
     args.out.mkdir(parents=True, exist_ok=True)
     labels = None
     if args.run is not None:
