@@ -56,3 +56,17 @@ def atomic_dir_files(final: Path) -> Iterator[Path]:
             os.replace(p, final.parent / p.name)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def write_csv_atomic(path: Path, rows, columns: list[str]) -> Path:
+    """Write ``rows`` (dicts) as CSV with a header of ``columns`` (missing or None values are
+    empty cells, extra keys are ignored), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    return write_text_atomic(path, buf.getvalue())

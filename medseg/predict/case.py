@@ -7,15 +7,13 @@ exception a case can raise (corrupt file, mixed series, out of memory, a bug) be
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 import warnings
 from pathlib import Path
 
 from medseg.errors import MedsegError, short_reason
 from medseg.io import read_volume, write_mask_like, write_volume
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import write_csv_atomic
 from medseg.predict.inputs import CaseInput
 from medseg.predict.result import CasePrediction
 from medseg.volume import Volume
@@ -50,12 +48,7 @@ def write_outputs(pred: CasePrediction, source: Volume, case: CaseInput, out_dir
     if pred.uncertainty is not None:
         write_volume(pred.uncertainty, base.parent / f"{base.name}_uncertainty.nii.gz", overwrite=True)
     for suffix, rows in pred.tables.items():
-        buf = io.StringIO()
-        cols = list(rows[0]) if rows else ["id"]
-        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        write_text_atomic(base.parent / f"{base.name}_{suffix}.csv", buf.getvalue())
+        write_csv_atomic(base.parent / f"{base.name}_{suffix}.csv", rows, list(rows[0]) if rows else ["id"])
     if fmt == "dicom-seg":
         from medseg.io.dicom_seg import write_dicom_seg
 

@@ -11,11 +11,10 @@ are carried over.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import write_csv_atomic
 
 BASE_COLUMNS = ["case", "input", "output", "status", "error", "seconds", "model_id", "uncertainty",
                 "read_s", "preprocess_s", "network_s", "postprocess_s", "write_s"]
@@ -62,9 +61,4 @@ class Manifest:
         self.rows[row["case"]] = row
 
     def save(self) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in self.rows.values():
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in self.columns})
-        write_text_atomic(self.path, buf.getvalue())
+        write_csv_atomic(self.path, self.rows.values(), self.columns)

@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
 import yaml
 
-from medseg.io.atomic import atomic_path
+from medseg.io.atomic import atomic_path, write_csv_atomic
 from medseg.io.atomic import write_text_atomic as write_text
 
 
@@ -46,12 +45,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 def write_metrics(path: Path, rows: list[dict], columns: list[str]) -> None:
     """Rewrite metrics.csv (atomically) with ``rows`` -- rows after a resume point are dropped."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    write_text(path, buf.getvalue())
+    write_csv_atomic(path, rows, columns)
 
 
 def plot_curve(path: Path, rows: list[dict]) -> None:
