@@ -89,11 +89,7 @@ def run_case(predictor, case: CaseInput, out_dir: Path, fmt: str, uncertainty: b
                     "read_s": round(read_seconds, 3), "write_s": round(time.perf_counter() - t_write, 3)})
         row.update({f"{k}_s": round(v, 3) for k, v in pred.timings.items()})
         row.update({f"volume_ml_{n}": v for n, v in pred.volumes_ml.items()})
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # noqa: BLE001 -- one bad case never stops the batch
-        if isinstance(e, SystemExit):
-            raise
+    except Exception as e:  # noqa: BLE001 -- one bad case never stops the batch (Ctrl-C still does)
         row["error"] = error_text(e)
         _free_gpu()
     row["seconds"] = round(time.perf_counter() - t0 + (read_seconds if prefetched else 0.0), 3)
