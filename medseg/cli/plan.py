@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from medseg.cli.common import int_at_least
 from medseg.errors import InputError, OutputError
 
 
@@ -24,6 +25,9 @@ def add_parser(sub, parents) -> None:
                    help="GPU memory budget in GB (default: the GPU's memory, or 8 without a GPU)")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="target spacing in mm instead of the automatic one (coarser = faster, e.g. on a CPU)")
+    p.add_argument("--base-filters", type=int_at_least(4), default=32, metavar="N",
+                   help="feature maps of the first network stage, doubling per stage (default 32, as "
+                        "nnU-Net; 16 trains about 3x faster on a CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
 
 
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                          f"see `medseg check-dataset {args.dataset}`); fix them before planning")
     with progress_bar("fingerprint", len(spec.cases)) as advance:
         fp = compute_fingerprint(spec, progress=advance)
-    plan = make_plan(fp, args.gpu_memory or default_gpu_memory(), spacing=args.spacing)
+    plan = make_plan(fp, args.gpu_memory or default_gpu_memory(), spacing=args.spacing, base_filters=args.base_filters)
     save_plan(plan, out)
     t, p = plan.preprocessing, plan.training
     print(f"wrote {out}")

@@ -55,8 +55,17 @@ class SamplingConfigYaml:
 
 @dataclass
 class AugmentationConfig:
+    """On-the-fly augmentation (nnU-Net's set, :mod:`medseg.data.augment`). ``mirror``: random
+    flips along each axis; turn it off when a class is told apart by its side (liver right,
+    spleen left) and training is short -- medseg reorients every case to RAS, so sides are
+    consistent. ``spatial``: rotation and scaling; ``intensity``: brightness, contrast, gamma
+    and noise."""
+
     enabled: bool = True
     in_plane_rotation_only: bool | None = None  # None: in-plane only when the patch is anisotropic
+    mirror: bool = True
+    spatial: bool = True
+    intensity: bool = True
 
 
 @dataclass

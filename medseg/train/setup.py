@@ -113,7 +113,11 @@ def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | No
         in_plane = cfg.augmentation.in_plane_rotation_only
         if in_plane is None:
             in_plane = max(tgt) > 3 * min(tgt)
-        augment = AugmentConfig(in_plane_only=in_plane)
+        a = cfg.augmentation
+        off = {} if a.spatial else {"p_rotate": 0.0, "p_scale": 0.0}
+        off.update({} if a.mirror else {"p_flip": 0.0})
+        off.update({} if a.intensity else {"p_brightness": 0.0, "p_contrast": 0.0, "p_gamma": 0.0, "p_noise": 0.0})
+        augment = AugmentConfig(in_plane_only=in_plane, **off)
     data = PatchDataset([cached[i] for i in train_ids], sampling, augment, seed=seed * 1000 + d.rank,
                         length=cfg.iterations_per_epoch * plan.training.batch_size)
     run = RunData(spec, plan, train_ids, val_ids, [cached[i] for i in train_ids], [cached[i] for i in val_ids],

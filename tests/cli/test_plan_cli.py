@@ -40,3 +40,15 @@ def test_plan_cli_spacing_override(cli, tmp_path):
     assert all(pc <= pa for pc, pa in zip(c.training.patch_size, a.training.patch_size))
     r = cli("plan", ds, "--out", tmp_path / "bad.yaml", "--spacing", "0", "1", "1")
     assert r.returncode == 2 and "--spacing" in r.stderr and not (tmp_path / "bad.yaml").exists()
+
+
+def test_plan_cli_base_filters(cli, tmp_path):
+    """--base-filters sets the first stage's width, doubling per stage; nonsense is refused."""
+    ds = write_dataset(tmp_path / "ds", n=3)
+    out = tmp_path / "narrow.yaml"
+    r = cli("plan", ds, "--out", out, "--base-filters", "16")
+    assert r.returncode == 0, r.stderr
+    f = load_plan(out).network.filters
+    assert f[0] == 16 and all(b == min(2 * a, 320) for a, b in zip(f, f[1:]))
+    r = cli("plan", ds, "--out", tmp_path / "bad.yaml", "--base-filters", "two")
+    assert r.returncode == 2 and "--base-filters" in r.stderr and "Traceback" not in r.stderr

@@ -83,3 +83,17 @@ def test_yaml_round_trip_and_helpful_errors(tmp_path):
     broken(lambda d: d["preprocessing"]["normalization"][0].update(scheme="ct", clip=None), "needs clip")
     broken(lambda d: d.pop("training"), "required key 'training'")
     assert data["medseg_plan"] == 1
+
+
+def test_base_filters_sets_the_network_width_and_memory_follows():
+    """base_filters 16 halves every stage's width (same kernels, strides and patch); the memory
+    estimate is the hand sum with the narrower filters."""
+    fp = _fp([[1.0, 1.0, 1.0]] * 10, [[64, 64, 64]] * 10)
+    wide, narrow = make_plan(fp, 8), make_plan(fp, 8, base_filters=16)
+    assert wide.network.filters == [32, 64, 128, 256]
+    assert narrow.network.filters == [16, 32, 64, 128]
+    assert narrow.network.strides == wide.network.strides and narrow.training.patch_size == wide.training.patch_size
+    by_hand = 1.0 + narrow.training.batch_size * (64**3 * 16 + 32**3 * 32 + 16**3 * 64 + 8**3 * 128) * 56 / 1e9
+    assert narrow.estimated_memory_gb == pytest.approx(by_hand, abs=0.01)
+    with pytest.raises(ConfigError, match="base filters"):
+        make_plan(fp, 8, base_filters=2)

@@ -203,3 +203,31 @@ def test_cascade_stage_two_trains_on_organ_crops(phantoms, tmp_path):
                                                                 "organ_model": None}
     with pytest.raises(InputError, match=r"'lver'\] are not labels"):
         crop_dataset(spec, ["lver"], 10.0)
+
+
+@pytest.mark.parametrize("switch", ["mirror", "spatial", "intensity"])
+def test_augmentation_switches_reach_the_patch_sampler(phantoms, tmp_path, switch):
+    """`augmentation: {mirror|spatial|intensity: false}` zeroes exactly those probabilities in the
+    training data's augmentation, and no drawn patch parameters use them (the sides stay put)."""
+    from medseg.data.augment import AugmentConfig, draw_params
+    from medseg.train.distributed import Dist
+    from medseg.train.setup import prepare
+
+    ds, plan = phantoms
+    cfg = tiny_config()
+    setattr(cfg.augmentation, switch, False)
+    _, data = prepare(ds, cfg, tmp_path / "run", plan, False, "all", 0, 8.0, Dist())
+    aug, default = data.augment, AugmentConfig()
+    groups = {"mirror": ["p_flip"], "spatial": ["p_rotate", "p_scale"],
+              "intensity": ["p_brightness", "p_contrast", "p_gamma", "p_noise"]}
+    for name, keys in groups.items():
+        for k in keys:
+            assert getattr(aug, k) == (0.0 if name == switch else getattr(default, k)), (switch, k)
+    draws = [draw_params(np.random.default_rng(i), aug) for i in range(200)]
+    if switch == "mirror":
+        assert not any(any(p.flips) for p in draws)
+    if switch == "spatial":
+        assert not any(p.spatial for p in draws)
+    if switch == "intensity":
+        assert all((p.brightness, p.contrast, p.gamma, p.noise_sigma) == (1.0, 1.0, 1.0, 0.0) for p in draws)
+    assert any(p.spatial or any(p.flips) or p.gamma != 1.0 for p in draws)  # the others still act
