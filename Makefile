@@ -27,16 +27,16 @@ $(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
 # The main job end to end on the bundled samples (about 6-8 minutes on 2 CPU cores after set-up;
 # faster with a GPU). Every step is a plain `medseg` command you can run yourself.
 DEMO       := demo_out
-DEMO_EPOCHS ?= 16
+DEMO_EPOCHS ?= 40
 demo: venv
 	@echo; echo "==> 1/8 medseg info data_samples/ct_chest/CTChest4.nrrd (a real CT: geometry as read)"
 	@$(BIN)/medseg info data_samples/ct_chest/CTChest4.nrrd
-	@echo; echo "==> 2/8 medseg phantoms: 16 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
-	@$(BIN)/medseg phantoms $(DEMO)/phantoms --cases 16 --seed 0
+	@echo; echo "==> 2/8 medseg phantoms: 40 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
+	@$(BIN)/medseg phantoms $(DEMO)/phantoms --cases 40 --seed 0
 	@$(BIN)/medseg phantoms $(DEMO)/heldout --cases 4 --seed 1
-	@echo; echo "==> 3/8 medseg check-dataset + plan (target spacing 1.6 x 1.6 x 2.4 mm: sized for a CPU)"
+	@echo; echo "==> 3/8 medseg check-dataset + plan (1.6 x 1.6 x 2.4 mm, 16 base filters: sized for a CPU)"
 	@$(BIN)/medseg check-dataset $(DEMO)/phantoms
-	@$(BIN)/medseg plan $(DEMO)/phantoms --spacing 1.6 1.6 2.4 --out $(DEMO)/plan.yaml --overwrite
+	@$(BIN)/medseg plan $(DEMO)/phantoms --spacing 1.6 1.6 2.4 --base-filters 16 --out $(DEMO)/plan.yaml --overwrite
 	@echo; echo "==> 4/8 medseg train: organ + tumour 3D U-Net, $(DEMO_EPOCHS) epochs (configs/unet_tumor_cpu.yaml)"
 	@rm -rf $(DEMO)/run
 	@$(BIN)/medseg train --config configs/unet_tumor_cpu.yaml --dataset $(DEMO)/phantoms --plan $(DEMO)/plan.yaml \

@@ -35,7 +35,7 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--model", type=Path, required=True, metavar="RUN_DIR", help="run directory written by `medseg train`")
     p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="folder for masks and manifest.csv")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default auto)")
-    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8 passes; slower, a bit better)")
+    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8 passes; slower, a bit better for models trained with mirroring)")
     p.add_argument("--overlap", type=_overlap, default=None, metavar="F",
                    help="sliding-window overlap in [0, 1) (default: the run's config, 0.5)")
     p.add_argument("--format", dest="fmt", default="nifti", choices=["nifti", "nrrd", "dicom-seg"],

@@ -75,6 +75,9 @@ class Predictor:
         labels = plan.dataset.labels
         if overlap is not None and not 0 <= overlap < 1:
             raise InputError(f"--overlap {overlap}: must be in [0, 1)")
+        if tta and not (config.augmentation.enabled and config.augmentation.mirror):
+            warn(f"{run_dir} was trained without mirroring (augmentation.mirror: false), so mirrored "
+                 "test-time augmentation shows it images it never saw and usually lowers accuracy; drop --tta")
         dev = resolve_device(device, Dist())
         ckpt = load_checkpoint(run_dir / checkpoint, map_location="cpu")
         model = build_network(config, plan, len(plan.dataset.channels), max(labels.values()) + 1)
