@@ -31,8 +31,8 @@ DEMO_EPOCHS ?= 40
 demo: venv
 	@echo; echo "==> 1/8 medseg info data_samples/ct_chest/CTChest4.nrrd (a real CT: geometry as read)"
 	@$(BIN)/medseg info data_samples/ct_chest/CTChest4.nrrd
-	@echo; echo "==> 2/8 medseg phantoms: 40 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
-	@$(BIN)/medseg phantoms $(DEMO)/phantoms --cases 40 --seed 0
+	@echo; echo "==> 2/8 medseg phantoms: 64 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
+	@$(BIN)/medseg phantoms $(DEMO)/phantoms --cases 64 --seed 0
 	@$(BIN)/medseg phantoms $(DEMO)/heldout --cases 4 --seed 1
 	@echo; echo "==> 3/8 medseg check-dataset + plan (1.6 x 1.6 x 2.4 mm, 16 base filters: sized for a CPU)"
 	@$(BIN)/medseg check-dataset $(DEMO)/phantoms

@@ -231,3 +231,18 @@ def test_augmentation_switches_reach_the_patch_sampler(phantoms, tmp_path, switc
     if switch == "intensity":
         assert all((p.brightness, p.contrast, p.gamma, p.noise_sigma) == (1.0, 1.0, 1.0, 0.0) for p in draws)
     assert any(p.spatial or any(p.flips) or p.gamma != 1.0 for p in draws)  # the others still act
+
+
+def test_validation_dice_pools_voxels_over_cases():
+    """Hand-computed: tumour 80 of 100 reference voxels found in case a (40 predicted outside),
+    case b has no tumour but 5 false-positive voxels. Pooled Dice = 2*80 / (125 + 100) = 0.711;
+    the per-case mean would be (0.727 + 0) / 2. A class absent everywhere scores 1."""
+    from medseg.train.validation import pooled_dice
+
+    counts = {"a": {"liver": (900, 950, 1000), "tumour": (80, 120, 100), "cyst": (0, 0, 0)},
+              "b": {"liver": (500, 500, 600), "tumour": (0, 5, 0), "cyst": (0, 0, 0)}}
+    got = pooled_dice(counts)
+    assert list(got) == ["liver", "tumour", "cyst"]
+    assert got["liver"] == pytest.approx(2 * 1400 / (1450 + 1600))
+    assert got["tumour"] == pytest.approx(160 / 225)
+    assert got["cyst"] == 1.0
