@@ -38,7 +38,7 @@ demo: venv
 	@$(BIN)/medseg check-dataset $(DEMO)/phantoms
 	@$(BIN)/medseg plan $(DEMO)/phantoms --spacing 1.6 1.6 2.4 --base-filters 16 --out $(DEMO)/plan.yaml --overwrite
 	@echo; echo "==> 4/8 medseg train: organ + tumour 3D U-Net, $(DEMO_EPOCHS) epochs (configs/unet_tumor_cpu.yaml)"
-	@rm -rf $(DEMO)/run
+	@rm -rf $(DEMO)/run $(DEMO)/phantoms/splits.json
 	@$(BIN)/medseg train --config configs/unet_tumor_cpu.yaml --dataset $(DEMO)/phantoms --plan $(DEMO)/plan.yaml \
 		--out $(DEMO)/run --epochs $(DEMO_EPOCHS)
 	@echo; echo "==> 5/8 medseg predict: the held-out phantoms and the real chest CT (batch, manifest, uncertainty)"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.errors import InputError
+from medseg.errors import InputError, warn
 from medseg.io.atomic import write_text_atomic
 
 N_FOLDS = 5
@@ -48,6 +48,11 @@ def load_or_create_splits(dataset_root: Path, case_ids: list[str]) -> list[dict]
     if unknown:
         raise InputError(f"{path} lists cases that are not in the dataset ({', '.join(unknown[:5])}); "
                          "delete splits.json to recreate the folds")
+    unlisted = sorted(known - listed)
+    if unlisted:
+        warn(f"{len(unlisted)} case(s) of the dataset are in no fold of {path} ({', '.join(unlisted[:3])}"
+             f"{', ...' if len(unlisted) > 3 else ''}): added after the folds were made, they are not used; "
+             "delete splits.json to recreate the folds with them")
     return splits
 
 

@@ -246,3 +246,17 @@ def test_validation_dice_pools_voxels_over_cases():
     assert got["liver"] == pytest.approx(2 * 1400 / (1450 + 1600))
     assert got["tumour"] == pytest.approx(160 / 225)
     assert got["cyst"] == 1.0
+
+
+def test_cases_added_after_the_folds_are_flagged(tmp_path):
+    """splits.json is fixed once made; cases added later are in no fold, and the user is told."""
+    from medseg.errors import MedsegWarning
+    from medseg.train.splits import fold_cases, load_or_create_splits
+
+    ids = [f"c{i:02d}" for i in range(10)]
+    first = load_or_create_splits(tmp_path, ids)
+    assert sorted(c for f in first for c in f["val"]) == ids
+    with pytest.warns(MedsegWarning, match="2 case.*c10, c11.*delete splits.json"):
+        again = load_or_create_splits(tmp_path, ids + ["c10", "c11"])
+    train_ids, val_ids = fold_cases(again, 0)
+    assert "c10" not in train_ids + val_ids and again == first
