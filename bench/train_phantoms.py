@@ -138,12 +138,13 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     organs = [scores[n] for n in ("liver", "spleen", "kidney")]
+    batch = cfg.batch_size or plan.training.batch_size  # the config may override the plan
     print(f"machine: {platform.node()} | {platform.machine()} | {torch.get_num_threads()} torch threads | device {device} | torch {torch.__version__}")
     print(f"data: {args.train_cases} training phantoms (seed 0), {args.test_cases} held-out (seed 1), small; "
-          f"target spacing {list(plan.preprocessing.target_spacing)} mm, patch {list(plan.training.patch_size)}, batch {plan.training.batch_size}")
+          f"target spacing {list(plan.preprocessing.target_spacing)} mm, patch {list(plan.training.patch_size)}, batch {batch}")
     print(f"phantoms + plan {t_data:.0f} s; speed probe {t_probe:.0f} s ({it_s:.2f} it/s); training {epochs} epochs x "
           f"{cfg.iterations_per_epoch} it = {t_train / 60:.1f} min ({epochs * cfg.iterations_per_epoch / t_train:.2f} it/s, "
-          f"{epochs * cfg.iterations_per_epoch * plan.training.batch_size / t_train:.2f} patches/s); evaluation {t_eval:.0f} s")
+          f"{epochs * cfg.iterations_per_epoch * batch / t_train:.2f} patches/s); evaluation {t_eval:.0f} s")
     print("held-out Dice: " + ", ".join(f"{n} {v:.3f}" for n, v in scores.items()))
     print(f"mean organ Dice {np.mean(organs):.3f} (target >= 0.90), tumour Dice {scores['tumour']:.3f} (target >= 0.60)")
     print(f"chest CT overfit ({lcfg.epochs * 20} it, {t_lung / 60:.1f} min; spacing {list(lplan.preprocessing.target_spacing)} mm, "
