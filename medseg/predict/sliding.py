@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +80,10 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
     patch = [int(p) for p in patch]
     pads = [max(0, p - s) for p, s in zip(patch, size)]
     padded = [s + p for s, p in zip(size, pads)]
-    src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    arr = np.ascontiguousarray(image, dtype=np.float32)
+    with warnings.catch_warnings():  # read-only input (a memory map, napari layer data): only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        src = torch.from_numpy(arr)
     if any(pads):
         src = F.pad(src[None], [0, pads[2], 0, pads[1], 0, pads[0]], value=float(src.min()))[0]
     sx, sy, sz = (window_starts(s, p, overlap) for s, p in zip(padded, patch))

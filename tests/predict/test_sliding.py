@@ -65,3 +65,20 @@ def test_progress_and_cancel():
 
     with pytest.raises(Cancelled):
         sliding_window_labels(net, img, (16, 16, 16), 2, progress=cancel_after_first, cancel=ev)
+
+
+def test_read_only_input_is_predicted_without_a_warning():
+    """Memory-mapped caches and napari layer data are read-only; prediction only reads them."""
+    import warnings
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, 3, 1).eval()
+    img = np.random.default_rng(1).normal(size=(1, 20, 18, 16)).astype(np.float32)
+    frozen = img.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = sliding_window_labels(net, frozen, (16, 16, 16), 3, overlap=0.5, batch_size=2)
+    ref = sliding_window_labels(net, img, (16, 16, 16), 3, overlap=0.5, batch_size=2)
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    np.testing.assert_array_equal(frozen, img)
