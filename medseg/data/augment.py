@@ -35,6 +35,15 @@ class AugmentConfig:
     max_noise_sigma: float = 0.1
 
 
+#: The probabilities each switchable group of transforms uses (the training config's
+#: ``augmentation: {mirror, spatial, intensity}`` sets a group's to 0).
+GROUPS = {
+    "mirror": ("p_flip",),
+    "spatial": ("p_rotate", "p_scale"),
+    "intensity": ("p_brightness", "p_contrast", "p_gamma", "p_noise"),
+}
+
+
 @dataclass
 class AugmentParams:
     """Drawn parameters. ``matrix`` maps output patch offsets (voxels, from the centre) to

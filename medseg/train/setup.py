@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.config import ConfigError
-from medseg.data.augment import AugmentConfig
+from medseg.data.augment import GROUPS as AUGMENT_GROUPS, AugmentConfig
 from medseg.data.cache import CachedCase, PreprocessedCache
 from medseg.data.layout import Case, DatasetSpec, load_dataset
 from medseg.data.loader import PatchDataset, make_loader
@@ -113,10 +113,7 @@ def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | No
         in_plane = cfg.augmentation.in_plane_rotation_only
         if in_plane is None:
             in_plane = max(tgt) > 3 * min(tgt)
-        a = cfg.augmentation
-        off = {} if a.spatial else {"p_rotate": 0.0, "p_scale": 0.0}
-        off.update({} if a.mirror else {"p_flip": 0.0})
-        off.update({} if a.intensity else {"p_brightness": 0.0, "p_contrast": 0.0, "p_gamma": 0.0, "p_noise": 0.0})
+        off = {p: 0.0 for group, ps in AUGMENT_GROUPS.items() if not getattr(cfg.augmentation, group) for p in ps}
         augment = AugmentConfig(in_plane_only=in_plane, **off)
     data = PatchDataset([cached[i] for i in train_ids], sampling, augment, seed=seed * 1000 + d.rank,
                         length=cfg.iterations_per_epoch * plan.training.batch_size)

@@ -60,4 +60,5 @@ def pooled_dice(counts: dict[str, dict[str, tuple[int, int, int]]]) -> dict[str,
     voxels in a case without the class (common for tumours) cost a few voxels, not a whole 0,
     so the best-checkpoint choice is not driven by noise on rare classes."""
     names = list(next(iter(counts.values()), {}))  # every case has every class
-    return {n: float(dice_from_counts(*(sum(c[n][i] for c in counts.values()) for i in range(3)))) for n in names}
+    totals = {n: np.sum([c[n] for c in counts.values()], axis=0) for n in names}
+    return {n: float(dice_from_counts(*(int(v) for v in t))) for n, t in totals.items()}
