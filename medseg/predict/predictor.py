@@ -2,8 +2,8 @@
 
 Pipeline (DESIGN.md's one data flow): the run's plan preprocessing (reorient -> resample ->
 normalise) -> streaming Gaussian sliding windows (:mod:`medseg.predict.sliding`; optional
-mirroring TTA) -> argmax in model space -> inverse preprocessing onto the source grid ->
-postprocessing from the run's config (largest component / minimum size per class). A cascade
+mirroring TTA) -> class probabilities resampled onto the source grid, argmax there
+(:mod:`medseg.predict.inversion`) -> postprocessing from the run's config (largest component / minimum size per class). A cascade
 run (config ``cascade``) first runs its organ model, crops the scan around the organ with the
 configured margin, runs itself on the crop and pastes the result back.
 
@@ -26,7 +26,7 @@ from medseg.preprocess import Preprocessor
 from medseg.predict.postprocess import class_volumes, clean_labels
 from medseg.predict.registry import model_id as compute_model_id
 from medseg.predict.result import CasePrediction
-from medseg.predict.sliding import sliding_window_labels
+from medseg.predict.inversion import predict_on_source_grid
 from medseg.train.checkpoint import load_checkpoint
 from medseg.train.components import autocast_dtype, build_network
 from medseg.train.config import TrainConfig, load_config, resolve_class_weights
@@ -126,13 +126,13 @@ class Predictor:
         t0 = time.perf_counter()
         image, rec = self.pre.image(channels)
         t1 = time.perf_counter()
-        res = sliding_window_labels(self.model, image, self.plan.training.patch_size, max(self.labels.values()) + 1,
-                                    overlap=self.overlap, batch_size=self.batch_size, device=self.device,
-                                    autocast_dtype=autocast_dtype("auto", self.device), tta=self.tta, entropy=uncertainty,
-                                    progress=progress, cancel=cancel)
+        mask, res = predict_on_source_grid(self.model, image, rec, self.pre, self.plan.training.patch_size,
+                                           max(self.labels.values()) + 1, overlap=self.overlap,
+                                           batch_size=self.batch_size, device=self.device,
+                                           autocast_dtype=autocast_dtype("auto", self.device), tta=self.tta,
+                                           entropy=uncertainty, progress=progress, cancel=cancel)
         del image
         t2 = time.perf_counter()
-        mask = self.pre.invert_labels(res.labels, rec)
         mask = clean_labels(mask, self.keep_largest, self.min_ml)
         mask = Volume(mask.array, channels[0].affine.copy(), {"model_id": self.model_id})
         assert mask.shape == channels[0].shape and np.array_equal(mask.affine, channels[0].affine)

@@ -28,11 +28,13 @@ from medseg.errors import Cancelled
 @dataclass
 class WindowResult:
     """``labels``: (X, Y, Z) uint8 argmax in model space; ``entropy``: (X, Y, Z) float32 in nats
-    of the blended softmax, or None; ``windows``: windows evaluated (times TTA flips)."""
+    of the blended softmax, or None; ``windows``: windows evaluated (times TTA flips);
+    ``probabilities``: (C, X, Y, Z) float16 blended softmax in model space, or None."""
 
     labels: np.ndarray
     entropy: np.ndarray | None
     windows: int
+    probabilities: np.ndarray | None = None
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -62,7 +64,7 @@ def tta_flips(enabled: bool) -> list[tuple[int, ...]]:
 @torch.no_grad()
 def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_classes: int, *, overlap: float = 0.5,
                           batch_size: int = 2, device: torch.device | str = "cpu", autocast_dtype=None, tta: bool = False,
-                          entropy: bool = False, progress=None, cancel=None) -> WindowResult:
+                          entropy: bool = False, probabilities: bool = False, progress=None, cancel=None) -> WindowResult:
     """Labels of ``image`` (C, X, Y, Z) float32 (model space) by Gaussian-blended windows.
 
     Args:
@@ -71,6 +73,8 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
         overlap: fraction in [0, 1) of a window shared with its neighbour along each axis.
         tta: average the logits over the 8 mirrored versions of each window.
         entropy: also return the per-voxel entropy (nats) of the softmax of the blended logits.
+        probabilities: also return that softmax, float16 (C, X, Y, Z): 2 bytes x C per voxel,
+            the only full-volume multi-class array this function ever holds.
         progress: ``progress(done, total)`` after each window batch; cancel: ``threading.Event``.
     Raises:
         Cancelled: when ``cancel`` is set (checked between window batches).
@@ -93,9 +97,11 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
     total = len(xy) * len(sz)
     X, Y, Z = padded
     acc = torch.zeros((n_classes, X, Y, patch[2]), device=device)
-    wsum = torch.zeros((X, Y, patch[2]), device=device) if entropy else None
+    soft = entropy or probabilities
+    wsum = torch.zeros((X, Y, patch[2]), device=device) if soft else None
     labels = np.zeros((X, Y, Z), np.uint8)
     ent = np.zeros((X, Y, Z), np.float32) if entropy else None
+    probs = np.zeros((n_classes, X, Y, Z), np.float16) if probabilities else None
     done = 0
     for g, z in enumerate(sz):
         for b in range(0, len(xy), batch_size):
@@ -121,10 +127,14 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
         n = nxt - z  # slabs z .. nxt-1 receive no later window: final
         final = acc[..., :n]
         labels[..., z:nxt] = final.argmax(0).to(torch.uint8).cpu().numpy()
-        if ent is not None:
+        if soft:
             p = torch.softmax(final / wsum[..., :n].clamp_min(1e-8), 0)
-            ent[..., z:nxt] = (-(p * torch.log(p.clamp_min(1e-12))).sum(0)).cpu().numpy()
+            if ent is not None:
+                ent[..., z:nxt] = (-(p * torch.log(p.clamp_min(1e-12))).sum(0)).cpu().numpy()
+            if probs is not None:
+                probs[..., z:nxt] = p.to(torch.float16).cpu().numpy()
             wsum = torch.cat([wsum[..., n:], torch.zeros((X, Y, n), device=device)], -1)
         acc = torch.cat([acc[..., n:], torch.zeros((n_classes, X, Y, n), device=device)], -1)
     crop = tuple(slice(0, s) for s in size)
-    return WindowResult(labels[crop], None if ent is None else ent[crop], done * len(flips))
+    return WindowResult(labels[crop], None if ent is None else ent[crop], done * len(flips),
+                        None if probs is None else probs[(slice(None), *crop)])

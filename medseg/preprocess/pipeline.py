@@ -16,7 +16,8 @@ from medseg.errors import GeometryError, InputError
 from medseg.geometry import GRID_ATOL_MM
 from medseg.preprocess.normalize import normalize
 from medseg.preprocess.orientation import canonical_transform, inverse_transform, reorient_array, reoriented_affine
-from medseg.preprocess.resample import resample_image, resample_labels, resampled_affine, resampled_shape
+from medseg.preprocess.resample import (resample_image, resample_labels, resample_scores_argmax, resampled_affine,
+                                        resampled_shape)
 from medseg.volume import Volume
 
 
@@ -95,6 +96,19 @@ class Preprocessor:
         if tuple(labels.shape) != tuple(rec.model_shape):
             raise GeometryError(f"label map shape {labels.shape} is not the model shape {rec.model_shape}")
         arr = resample_labels(np.asarray(labels, np.uint8), rec.canonical_shape)
+        arr = reorient_array(arr, inverse_transform(rec.orientation))
+        out = Volume(arr, rec.source_affine.copy())
+        assert out.shape == tuple(rec.source_shape) and np.array_equal(out.affine, rec.source_affine)
+        return out
+
+    def invert_probabilities(self, probabilities: np.ndarray, rec: PreprocessRecord) -> Volume:
+        """Model-space class probabilities (C, X, Y, Z), class index = label value, -> uint8 label
+        Volume on exactly the source grid: each class's probability is resampled trilinearly to
+        the canonical grid and the argmax taken there (nnU-Net's inversion), so organ boundaries
+        are placed between model voxels rather than snapped to them."""
+        if tuple(probabilities.shape[1:]) != tuple(rec.model_shape):
+            raise GeometryError(f"probability shape {probabilities.shape[1:]} is not the model shape {rec.model_shape}")
+        arr = resample_scores_argmax(probabilities, rec.canonical_shape)
         arr = reorient_array(arr, inverse_transform(rec.orientation))
         out = Volume(arr, rec.source_affine.copy())
         assert out.shape == tuple(rec.source_shape) and np.array_equal(out.affine, rec.source_affine)

@@ -45,13 +45,34 @@ def resample_labels(labels: np.ndarray, new_shape, values=None) -> np.ndarray:
         return labels.copy()
     values = np.unique(labels) if values is None else np.asarray(values)
     small = labels.dtype.itemsize == 1 and labels.dtype.kind == "u"
-    best = torch.full(tuple(new_shape), -1.0)
-    out = torch.zeros(tuple(new_shape), dtype=torch.uint8 if small else torch.int64)
     src = torch.as_tensor(np.ascontiguousarray(labels))
-    for v in values.tolist():
-        onehot = (src == v).to(torch.float32)[None, None]
-        w = F.interpolate(onehot, size=tuple(new_shape), mode="trilinear", align_corners=False)[0, 0]
+    channels = ((int(v), (src == v).to(torch.float32)) for v in values.tolist())
+    out = _resampled_argmax(channels, new_shape, torch.uint8 if small else torch.int64)
+    return out.numpy().astype(labels.dtype, copy=False)
+
+
+def resample_scores_argmax(scores: np.ndarray, new_shape) -> np.ndarray:
+    """Argmax over classes of per-class scores (C, X, Y, Z) resampled trilinearly to ``new_shape``
+    (nnU-Net's way back to the source grid: interpolate probabilities, then take the argmax, so
+    boundaries fall between model voxels instead of on them). One class at a time: peak memory
+    ~ 2 float32 maps of ``new_shape`` + the input. Ties go to the lower class. Output uint8
+    class indices (C <= 256)."""
+    if scores.shape[0] > 256:
+        raise ValueError(f"{scores.shape[0]} classes do not fit uint8 labels")
+    channels = ((c, torch.as_tensor(np.asarray(scores[c], np.float32))) for c in range(scores.shape[0]))
+    return _resampled_argmax(channels, new_shape, torch.uint8).numpy()
+
+
+def _resampled_argmax(channels, new_shape, dtype) -> torch.Tensor:
+    """Running argmax over ``(value, float32 map)`` pairs, each map resampled (trilinear,
+    align_corners=False) to ``new_shape`` (unchanged where it already has that shape)."""
+    new_shape = tuple(int(v) for v in new_shape)
+    best = torch.full(new_shape, -1.0)
+    out = torch.zeros(new_shape, dtype=dtype)
+    for v, m in channels:
+        w = m if tuple(m.shape) == new_shape else F.interpolate(m[None, None], size=new_shape, mode="trilinear",
+                                                                  align_corners=False)[0, 0]
         out[w > best] = int(v)
         torch.maximum(best, w, out=best)  # in place: peak memory ~ 2 float32 + 1 label map of new_shape
         del w
-    return out.numpy().astype(labels.dtype, copy=False)
+    return out

@@ -12,17 +12,8 @@ from medseg.data.cache import CachedCase
 from medseg.data.layout import Case
 from medseg.io import read_volume
 from medseg.metrics.overlap import dice_from_counts, overlap_counts
+from medseg.predict.inversion import predict_on_source_grid
 from medseg.preprocess import Preprocessor, PreprocessRecord
-
-
-def predict_model_space(model: torch.nn.Module, image: np.ndarray, patch_size, n_classes: int, overlap: float,
-                        sw_batch: int, device: torch.device, autocast_dtype=None) -> np.ndarray:
-    """Argmax label map (X, Y, Z) uint8 of ``image`` (C, X, Y, Z) float32 in model space, with
-    the very sliding windows `medseg predict` uses (so validation Dice is prediction Dice)."""
-    from medseg.predict.sliding import sliding_window_labels
-
-    return sliding_window_labels(model, image, patch_size, n_classes, overlap=overlap, batch_size=sw_batch,
-                                 device=device, autocast_dtype=autocast_dtype).labels
 
 
 def validate(model: torch.nn.Module, cached: list[CachedCase], cases: list[Case], pre: Preprocessor, labels: dict[str, int],
@@ -40,10 +31,11 @@ def validate(model: torch.nn.Module, cached: list[CachedCase], cases: list[Case]
     counts: dict[str, dict[str, tuple[int, int, int]]] = {}
     by_id = {c.case_id: c for c in cases}
     for cc in cached:
-        pred = predict_model_space(model, cc.image(), patch_size, max(labels.values()) + 1, overlap, sw_batch,
-                                   device, autocast_dtype)
         rec = PreprocessRecord.from_dict(cc.meta()["record"])
-        pred_src = pre.invert_labels(pred, rec)
+        # the very windows and inversion `medseg predict` uses, so validation Dice is prediction Dice
+        pred_src, _ = predict_on_source_grid(model, cc.image(), rec, pre, patch_size, max(labels.values()) + 1,
+                                             overlap=overlap, batch_size=sw_batch, device=device,
+                                             autocast_dtype=autocast_dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ref = read_volume(by_id[cc.case_id].label)
