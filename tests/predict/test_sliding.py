@@ -30,12 +30,15 @@ def test_pointwise_model_gives_its_own_argmax_and_entropy(patch, overlap, tta):
     torch.manual_seed(0)
     net = torch.nn.Conv3d(2, 4, 1).eval()
     img = np.random.default_rng(0).normal(size=(2, 37, 29, 41)).astype(np.float32)
-    res = sliding_window_labels(net, img, patch, 4, overlap=overlap, batch_size=3, entropy=True, tta=tta)
+    res = sliding_window_labels(net, img, patch, 4, overlap=overlap, batch_size=3, entropy=True, tta=tta,
+                                probabilities=True)
     with torch.no_grad():
         logits = net(torch.from_numpy(img)[None])[0]
     p = torch.softmax(logits, 0)
     np.testing.assert_array_equal(res.labels, logits.argmax(0).numpy())
     np.testing.assert_allclose(res.entropy, -(p * torch.log(p)).sum(0).numpy(), atol=2e-5)
+    assert res.probabilities.dtype == np.float16 and res.probabilities.shape == (4, *img.shape[1:])
+    np.testing.assert_allclose(res.probabilities.astype(np.float32), p.numpy(), atol=1e-3)  # float16
     assert res.labels.dtype == np.uint8 and res.labels.shape == img.shape[1:]
 
 
