@@ -10,25 +10,31 @@ from __future__ import annotations
 import math
 
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.networks.nets import DynUNet, UNet
 
 from medseg.data.plan import Plan
 from medseg.train.config import TrainConfig, resolve_class_weights
 
 
-def _dynunet(plan: Plan, n_in: int, n_out: int, filters) -> torch.nn.Module:
+def _dynunet(plan: Plan, n_in: int, n_out: int, filters, deep_supervision: bool = False) -> torch.nn.Module:
     net = plan.network
+    if deep_supervision and len(net.strides) < 3:
+        from medseg.config import ConfigError
+
+        raise ConfigError(f"model.deep_supervision: the plan's network has {len(net.strides)} stages; deep "
+                          "supervision needs at least 3 (a head below full resolution); set it to false")
     return DynUNet(
         spatial_dims=3, in_channels=n_in, out_channels=n_out,
         kernel_size=[list(k) for k in net.kernels], strides=[list(s) for s in net.strides],
         upsample_kernel_size=[list(s) for s in net.strides[1:]], filters=list(filters),
         norm_name=("instance", {"affine": True}), act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
-        res_block=False, deep_supervision=False,
+        res_block=False, deep_supervision=deep_supervision,
+        deep_supr_num=max(1, len(net.strides) - 2),  # every decoder stage but the lowest, as nnU-Net
     )
 
 
-def _unet(plan: Plan, n_in: int, n_out: int, filters) -> torch.nn.Module:
+def _unet(plan: Plan, n_in: int, n_out: int, filters, deep_supervision: bool = False) -> torch.nn.Module:
     strides = [tuple(s) for s in plan.network.strides[1:]]
     return UNet(spatial_dims=3, in_channels=n_in, out_channels=n_out, channels=list(filters),
                 strides=strides, num_res_units=2, norm="instance")
@@ -54,7 +60,7 @@ def build_network(cfg: TrainConfig, plan: Plan, n_in: int, n_out: int) -> torch.
         from medseg.config import ConfigError
 
         raise ConfigError(f"model.filters: need {len(plan.network.strides)} values (one per network stage), got {len(filters)}")
-    return NETWORKS[cfg.model.name](plan, n_in, n_out, filters)
+    return NETWORKS[cfg.model.name](plan, n_in, n_out, filters, cfg.model.deep_supervision)
 
 
 def build_loss(cfg: TrainConfig, plan: Plan) -> torch.nn.Module:
@@ -67,8 +73,23 @@ def build_loss(cfg: TrainConfig, plan: Plan) -> torch.nn.Module:
         w = torch.ones(n)
         for v, x in weights.items():
             w[v] = x
-    return DiceCELoss(to_onehot_y=True, softmax=True, include_background=cfg.loss.include_background_dice,
+    loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=cfg.loss.include_background_dice,
                       weight=w, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
+    return _DeepSupervised(loss) if cfg.model.deep_supervision else loss
+
+
+class _DeepSupervised(torch.nn.Module):
+    """Loss over DynUNet's deep-supervision output (B, heads, C, X, Y, Z) in training mode (every
+    head up-sampled to full size, main head first): MONAI's DeepSupervisionLoss, weights 1, 1/2,
+    1/4, ... Plain (B, C, X, Y, Z) logits (eval mode) get the plain loss."""
+
+    def __init__(self, loss: torch.nn.Module):
+        super().__init__()
+        self.ds = DeepSupervisionLoss(loss, weight_mode="exp")
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        heads = list(output.unbind(1)) if output.dim() == target.dim() + 1 else output
+        return self.ds(heads, target)
 
 
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:

@@ -18,6 +18,15 @@ from medseg.config import ConfigError, from_dict, load_yaml, to_dict
 class ModelConfig:
     name: Literal["DynUNet", "UNet"] = "DynUNet"
     filters: list[int] | None = None  # None: the plan's filters
+    # nnU-Net's deep supervision (DynUNet only): extra 1x1x1 heads on the decoder stages below
+    # full resolution add their Dice + CE to the loss (weights 1, 1/2, 1/4, ...); prediction
+    # uses the full-resolution head alone
+    deep_supervision: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.deep_supervision and self.name != "DynUNet":
+            raise ConfigError(f"{where}.deep_supervision: only DynUNet has deep supervision heads; "
+                              f"set model.name: DynUNet or deep_supervision: false")
 
 
 @dataclass

@@ -34,6 +34,7 @@ def _same(a, b, atol=0.0):
     ("patch_size: [16, 16]", r"patch_size: expected 3 values"),
     ("schedule: {name: step}", r"schedule.name: 'step' is not allowed; choose one of 'poly', 'cosine', 'constant'"),
     ("optimizer: {lr: fast}", r"optimizer.lr: expected a number"),
+    ("model: {name: UNet, deep_supervision: true}", r"model.deep_supervision: only DynUNet has deep supervision"),
 ])
 def test_config_errors_name_the_key_and_allowed_values(tmp_path, content, match):
     p = tmp_path / "c.yaml"
@@ -260,3 +261,35 @@ def test_cases_added_after_the_folds_are_flagged(tmp_path):
         again = load_or_create_splits(tmp_path, ids + ["c10", "c11"])
     train_ids, val_ids = fold_cases(again, 0)
     assert "c10" not in train_ids + val_ids and again == first
+
+
+def test_deep_supervision_loss_is_monai_dice_ce_per_head_weighted_1_and_half():
+    from monai.losses import DiceCELoss
+
+    from medseg.train.components import build_loss
+    from tests.train.conftest import tiny_plan
+
+    cfg = tiny_config()
+    cfg.model.deep_supervision = True
+    loss = build_loss(cfg, tiny_plan())
+    torch.manual_seed(0)
+    out = torch.randn(2, 2, 5, 8, 8, 4)  # (B, heads, C, X, Y, Z): main head first
+    y = torch.randint(0, 5, (2, 1, 8, 8, 4))
+    ref = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
+    assert float(loss(out, y)) == pytest.approx(float(ref(out[:, 0], y) + 0.5 * ref(out[:, 1], y)), rel=1e-6)
+    assert float(loss(out[:, 0], y)) == pytest.approx(float(ref(out[:, 0], y)), rel=1e-6)  # eval-mode logits
+
+
+def test_deep_supervision_run_trains_and_predicts_with_its_main_head(phantoms, tmp_path):
+    from medseg.io import read_volume
+    from medseg.predict import Predictor
+
+    ds, plan = phantoms
+    cfg = tiny_config(val_every=2)
+    cfg.model.deep_supervision = True
+    train(cfg, ds, tmp_path / "ds", plan=plan, fold="all", progress=False)
+    assert any(k.startswith("deep_supervision_heads") for k in _weights(tmp_path / "ds"))
+    assert yaml.safe_load((tmp_path / "ds" / "config.yaml").read_text())["model"]["deep_supervision"] is True
+    image = read_volume(next((ds / "imagesTr").iterdir()))
+    mask = Predictor.from_run(tmp_path / "ds", device="cpu")(image)
+    assert mask.shape == image.shape and np.array_equal(mask.affine, image.affine)
