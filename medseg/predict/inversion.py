@@ -30,16 +30,28 @@ def inverts_probabilities(n_classes: int, rec: PreprocessRecord) -> bool:
     return n_classes * int(np.prod(rec.model_shape)) * 2 <= PROBABILITY_BUDGET_BYTES
 
 
+def model_space_windows(model: torch.nn.Module, image: np.ndarray, rec: PreprocessRecord, patch, n_classes: int,
+                        **window_options) -> WindowResult:
+    """Sliding windows over ``image`` (C, X, Y, Z) float32 in model space, keeping the class
+    probabilities when :func:`inverts_probabilities` says the inversion will use them.
+    ``window_options`` go to :func:`sliding_window_labels`."""
+    return sliding_window_labels(model, image, patch, n_classes, probabilities=inverts_probabilities(n_classes, rec),
+                                 **window_options)
+
+
+def to_source_grid(res: WindowResult, rec: PreprocessRecord, pre: Preprocessor) -> Volume:
+    """uint8 label Volume on exactly the source grid of ``rec``: from the probabilities when
+    ``res`` holds them (then freed), else from the model-space argmax."""
+    if res.probabilities is None:
+        return pre.invert_labels(res.labels, rec)
+    mask = pre.invert_probabilities(res.probabilities, rec)
+    res.probabilities = None  # C x model voxels: free it now
+    return mask
+
+
 def predict_on_source_grid(model: torch.nn.Module, image: np.ndarray, rec: PreprocessRecord, pre: Preprocessor,
                            patch, n_classes: int, **window_options) -> tuple[Volume, WindowResult]:
-    """Sliding-window prediction of ``image`` (C, X, Y, Z) float32 in model space, returned as a
-    uint8 label Volume on exactly the source grid of ``rec``, with the window result (model-space
-    labels, entropy if asked). ``window_options`` go to :func:`sliding_window_labels`."""
-    probs = inverts_probabilities(n_classes, rec)
-    res = sliding_window_labels(model, image, patch, n_classes, probabilities=probs, **window_options)
-    if probs:
-        mask = pre.invert_probabilities(res.probabilities, rec)
-        res.probabilities = None  # C x model voxels: free it now
-    else:
-        mask = pre.invert_labels(res.labels, rec)
-    return mask, res
+    """:func:`model_space_windows` then :func:`to_source_grid`: the label Volume on the source
+    grid, and the window result (model-space labels, entropy if asked)."""
+    res = model_space_windows(model, image, rec, patch, n_classes, **window_options)
+    return to_source_grid(res, rec, pre), res

@@ -26,7 +26,7 @@ from medseg.preprocess import Preprocessor
 from medseg.predict.postprocess import class_volumes, clean_labels
 from medseg.predict.registry import model_id as compute_model_id
 from medseg.predict.result import CasePrediction
-from medseg.predict.inversion import predict_on_source_grid
+from medseg.predict.inversion import model_space_windows, to_source_grid
 from medseg.train.checkpoint import load_checkpoint
 from medseg.train.components import autocast_dtype, build_network
 from medseg.train.config import TrainConfig, load_config, resolve_class_weights
@@ -126,13 +126,13 @@ class Predictor:
         t0 = time.perf_counter()
         image, rec = self.pre.image(channels)
         t1 = time.perf_counter()
-        mask, res = predict_on_source_grid(self.model, image, rec, self.pre, self.plan.training.patch_size,
-                                           max(self.labels.values()) + 1, overlap=self.overlap,
-                                           batch_size=self.batch_size, device=self.device,
-                                           autocast_dtype=autocast_dtype("auto", self.device), tta=self.tta,
-                                           entropy=uncertainty, progress=progress, cancel=cancel)
+        res = model_space_windows(self.model, image, rec, self.plan.training.patch_size, max(self.labels.values()) + 1,
+                                  overlap=self.overlap, batch_size=self.batch_size, device=self.device,
+                                  autocast_dtype=autocast_dtype("auto", self.device), tta=self.tta,
+                                  entropy=uncertainty, progress=progress, cancel=cancel)
         del image
         t2 = time.perf_counter()
+        mask = to_source_grid(res, rec, self.pre)  # timed with postprocessing, as before
         mask = clean_labels(mask, self.keep_largest, self.min_ml)
         mask = Volume(mask.array, channels[0].affine.copy(), {"model_id": self.model_id})
         assert mask.shape == channels[0].shape and np.array_equal(mask.affine, channels[0].affine)
