@@ -19,22 +19,18 @@ from medseg.train.config import TrainConfig, resolve_class_weights
 
 def _dynunet(plan: Plan, n_in: int, n_out: int, filters, deep_supervision: bool = False) -> torch.nn.Module:
     net = plan.network
-    if deep_supervision and len(net.strides) < 3:
-        from medseg.config import ConfigError
-
-        raise ConfigError(f"model.deep_supervision: the plan's network has {len(net.strides)} stages; deep "
-                          "supervision needs at least 3 (a head below full resolution); set it to false")
     return DynUNet(
         spatial_dims=3, in_channels=n_in, out_channels=n_out,
         kernel_size=[list(k) for k in net.kernels], strides=[list(s) for s in net.strides],
         upsample_kernel_size=[list(s) for s in net.strides[1:]], filters=list(filters),
         norm_name=("instance", {"affine": True}), act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
         res_block=False, deep_supervision=deep_supervision,
-        deep_supr_num=max(1, len(net.strides) - 2),  # every decoder stage but the lowest, as nnU-Net
+        deep_supr_num=len(net.strides) - 2,  # every decoder stage but the lowest (DynUNet has >= 3 stages)
     )
 
 
 def _unet(plan: Plan, n_in: int, n_out: int, filters, deep_supervision: bool = False) -> torch.nn.Module:
+    # deep_supervision: registry signature only; config validation refuses it for UNet
     strides = [tuple(s) for s in plan.network.strides[1:]]
     return UNet(spatial_dims=3, in_channels=n_in, out_channels=n_out, channels=list(filters),
                 strides=strides, num_res_units=2, norm="instance")
