@@ -25,9 +25,13 @@ def add_parser(sub, parents) -> None:
                    help="GPU memory budget in GB (default: the GPU's memory, or 8 without a GPU)")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="target spacing in mm instead of the automatic one (coarser = faster, e.g. on a CPU)")
-    p.add_argument("--base-filters", type=int_at_least(4), default=32, metavar="N",
-                   help="feature maps of the first network stage, doubling per stage (default 32, as "
-                        "nnU-Net; 16 trains about 3x faster on a CPU)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="the device that will train: cuda sizes patch and batch for the GPU's memory; "
+                        "cpu sizes spacing, network width and patch for CPU speed, from the dataset "
+                        "(default auto: cuda when a GPU is there, else cpu)")
+    p.add_argument("--base-filters", type=int_at_least(4), default=None, metavar="N",
+                   help="feature maps of the first network stage, doubling per stage (default 32 for a "
+                        "GPU, as nnU-Net; 16 for a CPU, which trains about 3x faster there)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
 
 
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.cli.progress import progress_bar
     from medseg.data.fingerprint import compute_fingerprint
     from medseg.data.layout import load_dataset
-    from medseg.data.plan import default_gpu_memory, make_plan, save_plan
+    from medseg.data.plan import default_gpu_memory, make_plan, plan_device, save_plan
     from medseg.data.validate import check_dataset
 
     spec = load_dataset(args.dataset)
@@ -55,12 +59,17 @@ def run(args: argparse.Namespace) -> int:
                          f"see `medseg check-dataset {args.dataset}`); fix them before planning")
     with progress_bar("fingerprint", len(spec.cases)) as advance:
         fp = compute_fingerprint(spec, progress=advance)
-    plan = make_plan(fp, args.gpu_memory or default_gpu_memory(), spacing=args.spacing, base_filters=args.base_filters)
+    plan = make_plan(fp, args.gpu_memory or default_gpu_memory(), spacing=args.spacing, base_filters=args.base_filters,
+                     device=plan_device(args.device))
     save_plan(plan, out)
     t, p = plan.preprocessing, plan.training
     print(f"wrote {out}")
+    budget = "CPU plan" if plan.device == "cpu" else f"~{plan.estimated_memory_gb:g} GB of {plan.gpu_memory_gb:g} GB"
     print(f"  target spacing {list(t.target_spacing)} mm, patch {list(p.patch_size)}, batch {p.batch_size}, "
-          f"{len(plan.network.strides)} stages, ~{plan.estimated_memory_gb:g} GB of {plan.gpu_memory_gb:g} GB")
+          f"{len(plan.network.strides)} stages, filters {plan.network.filters[0]}..{plan.network.filters[-1]}, {budget}")
+    c = plan.classes
+    print(f"  small structures (weighted with class_weights: auto): {', '.join(c.small_structures) or 'none'}; "
+          f"keep largest component (keep_largest: auto): {', '.join(c.keep_largest) or 'none'}")
     print("  normalisation " + ", ".join(
         f"ch{n.channel} {n.scheme}" + (f" clip {[round(c, 1) for c in n.clip]}" if n.clip else "") for n in t.normalization))
     return 0

@@ -34,7 +34,11 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--fold", type=_fold, default=0, help="cross-validation fold 0-4 from DATASET/splits.json, or 'all' (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--seed", type=int, default=0, help="random seed (patches, augmentation, initial weights)")
-    p.add_argument("--plan", type=Path, help="plan YAML from `medseg plan` (default: computed from the dataset)")
+    p.add_argument("--plan", type=Path, help="plan YAML from `medseg plan` (default: computed from the dataset for "
+                   "the training device: a CPU plan without a GPU)")
+    p.add_argument("--init", type=Path, metavar="RUN_DIR",
+                   help="fine-tune: start from an earlier run's weights and plan (best.pt, else last.pt); a changed "
+                        "number of classes re-initialises only the output head")
     p.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="memory budget when computing the plan")
 
 
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device, fold=args.fold,
                    resume=args.resume, seed=args.seed, plan=args.plan,
-                   gpu_memory_gb=args.gpu_memory or default_gpu_memory())
+                   gpu_memory_gb=args.gpu_memory or default_gpu_memory(), init=args.init)
     best = result["best_dice"]
     print(f"run {result['run_dir']}: best mean foreground Dice "
           + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)"))

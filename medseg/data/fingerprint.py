@@ -2,7 +2,9 @@
 
 Per case (in canonical RAS axis order, so spacings compare across storage orientations):
 spacing (mm) and shape; per channel, intensities sampled inside the foreground (label > 0,
-up to ``SAMPLES_PER_CASE`` voxels per case with a fixed seed); voxel fraction per class.
+up to ``SAMPLES_PER_CASE`` voxels per case with a fixed seed); voxel fraction per class; the
+connected components of each class (ml), from which :mod:`medseg.data.classes` derives the
+class roles (small structures, keep-largest classes).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from medseg.data.classes import case_components
 from medseg.data.layout import DatasetSpec
 from medseg.io import read_volume
 from medseg.preprocess.orientation import canonical_transform, reoriented_affine
@@ -19,7 +22,7 @@ from medseg.preprocess.orientation import canonical_transform, reoriented_affine
 SAMPLES_PER_CASE = 10_000
 
 
-def _case_stats(images, label, rng) -> tuple[list, list, list[np.ndarray], dict[int, int], int]:
+def _case_stats(images, label, rng, values) -> tuple[list, list, list[np.ndarray], dict[int, int], int, dict]:
     first = images[0]
     tr = canonical_transform(first.affine)
     can_aff = reoriented_affine(first.affine, tr, first.shape)
@@ -30,8 +33,9 @@ def _case_stats(images, label, rng) -> tuple[list, list, list[np.ndarray], dict[
     if idx.size > SAMPLES_PER_CASE:
         idx = rng.choice(idx, SAMPLES_PER_CASE, replace=False)
     samples = [np.asarray(im.array).ravel()[idx].astype(np.float64) for im in images]
-    values, counts = np.unique(label.array, return_counts=True)
-    return spacing.tolist(), shape, samples, dict(zip(values.tolist(), counts.tolist())), int(label.array.size)
+    present, counts = np.unique(label.array, return_counts=True)
+    comps = case_components(np.asarray(label.array), float(abs(np.linalg.det(label.affine[:3, :3]))) / 1000.0, values)
+    return spacing.tolist(), shape, samples, dict(zip(present.tolist(), counts.tolist())), int(label.array.size), comps
 
 
 def compute_fingerprint(spec: DatasetSpec, progress: Callable[[str], None] | None = None, seed: int = 0) -> dict:
@@ -39,19 +43,24 @@ def compute_fingerprint(spec: DatasetSpec, progress: Callable[[str], None] | Non
 
     Keys: name, labels, channels, case_ids, spacings (n, 3) mm, shapes (n, 3), intensity
     (per channel: mean, std, median, p00_5, p99_5, min, max of foreground samples),
-    class_fraction (label name -> fraction of all voxels).
+    class_fraction (label name -> fraction of all voxels), components (label name -> per case,
+    the component volumes in ml, largest first; empty where the class is absent).
     """
     rng = np.random.default_rng(seed)
     spacings, shapes, ids = [], [], []
     samples: dict[int, list[np.ndarray]] = {c: [] for c in spec.channels}
     counts: dict[int, int] = {}
     total = 0
+    fg_values = [v for v in spec.labels.values() if v != 0]
+    components: dict[int, list[list[float]]] = {v: [] for v in fg_values}
     for case in spec.cases:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             images = [read_volume(p) for p in case.images]
             label = read_volume(case.label)
-        sp, sh, smp, cnt, n = _case_stats(images, label, rng)
+        sp, sh, smp, cnt, n, comps = _case_stats(images, label, rng, fg_values)
+        for v in fg_values:
+            components[v].append(comps[v])
         spacings.append(sp)
         shapes.append(sh)
         ids.append(case.case_id)
@@ -83,4 +92,5 @@ def compute_fingerprint(spec: DatasetSpec, progress: Callable[[str], None] | Non
         "shapes": shapes,
         "intensity": intensity,
         "class_fraction": {names.get(v, str(v)): counts.get(v, 0) / max(total, 1) for v in spec.label_values},
+        "components": {names.get(v, str(v)): comps for v, comps in components.items()},
     }

@@ -15,7 +15,24 @@ In the spirit of nnU-Net's plans, derived from the dataset fingerprint
 * patch size: starts at the median resampled shape (at most 256 per axis, rounded to what
   the pooling needs) and the largest axis shrinks until the estimated memory fits;
 * batch size: what the remaining memory allows, at least 2, and at most 5% of the dataset's
-  voxels per batch.
+  voxels per batch;
+* class roles (:mod:`medseg.data.classes`): which classes are small structures (extra sampling
+  and loss weight with ``class_weights: auto``) and which are one component in every training
+  case (keep-largest post-processing with ``keep_largest: auto``).
+
+**Plans for a CPU** (``device="cpu"``; ``medseg plan``/``medseg train`` choose it when no GPU is
+there, or with ``--device cpu``): a GPU plan spends a memory budget, a CPU plan spends compute.
+On a CPU a training step costs about (patch voxels x filters), so the plan
+
+* uses ``CPU_BASE_FILTERS`` (16) filters in the first stage (3x faster than 32 on 2 cores at a
+  small cost in capacity; measured);
+* coarsens the target spacing -- finest axes first, never finer than the GPU target -- until
+  the median case fits in ``CPU_PATCH_VOXELS`` voxels, so that one patch sees (nearly) a whole
+  case, as nnU-Net's patch does on a GPU; but never coarser than ``CPU_MAX_COARSENING`` times
+  the finest GPU target spacing, nor than a third of the median diameter of the smallest small
+  structure (so lesions stay resolved);
+* then takes the patch from the median shape, shrunk until it fits ``CPU_PATCH_VOXELS``, and
+  batch 2 (on a CPU many small steps beat fewer large ones).
 
 The memory estimate is a rough model (documented in :func:`estimate_memory_gb`) -- edit the
 plan file when you know better.
@@ -45,6 +62,11 @@ MAX_PATCH = 256
 #: in line with nnU-Net's 3d_fullres default (patch 128^3, batch 2, ~10 GB).
 BYTES_PER_VOXEL_FEATURE = 56.0
 FIXED_OVERHEAD_GB = 1.0
+#: CPU plans (see the module docstring): about 5 training iterations/s (batch 2) on 2 cores
+CPU_BASE_FILTERS = 16
+CPU_PATCH_VOXELS = 64_000
+CPU_MAX_COARSENING = 3.0
+CPU_BATCH = 2
 
 
 @dataclass
@@ -120,8 +142,32 @@ class DatasetInfo:
 
 
 @dataclass
+class ClassPolicy:
+    """Class roles derived from the training labels (:mod:`medseg.data.classes`); edit to override.
+
+    ``small_structures`` get ``small_structure_weight`` as patch-sampling and cross-entropy
+    weight when a config says ``class_weights: auto``; ``keep_largest`` is what
+    ``postprocess.keep_largest: auto`` keeps one component of. ``reasons`` says why (informative).
+    """
+
+    small_structures: list[str] = field(default_factory=list)
+    small_structure_weight: float = 3.0
+    keep_largest: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if self.small_structure_weight < 0:
+            raise ConfigError(f"{where}.small_structure_weight: must be >= 0, got {self.small_structure_weight}")
+
+    def weights(self) -> dict[str, float]:
+        """``{class name: weight}`` for ``class_weights: auto``."""
+        return {n: float(self.small_structure_weight) for n in self.small_structures}
+
+
+@dataclass
 class Plan:
-    """The whole plan file (``medseg_plan: 1``). ``fingerprint`` is informative only."""
+    """The whole plan file (``medseg_plan: 1``). ``fingerprint`` is informative only.
+    ``device``: what the shapes were sized for (``gpu``: a memory budget; ``cpu``: compute)."""
 
     medseg_plan: int
     dataset: DatasetInfo
@@ -130,10 +176,18 @@ class Plan:
     training: Training
     gpu_memory_gb: float
     estimated_memory_gb: float
+    device: Literal["gpu", "cpu"] = "gpu"
+    classes: ClassPolicy = field(default_factory=ClassPolicy)
     fingerprint: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
+        labels = set(self.dataset.labels)
+        for key in ("small_structures", "keep_largest"):
+            bad = [n for n in getattr(self.classes, key) if n not in labels]
+            if bad:
+                raise ConfigError(f"{where}.classes.{key}: {bad[0]!r} is not a label of this plan's dataset; "
+                                  f"use one of {', '.join(n for n in self.dataset.labels if n != 'background')}")
         if self.medseg_plan != PLAN_VERSION:
             raise ConfigError(f"{where}.medseg_plan: version {self.medseg_plan} is not supported (expected {PLAN_VERSION})")
         div = self.network.divisor
@@ -220,8 +274,12 @@ def _round_to(patch: np.ndarray, div) -> np.ndarray:
 
 
 def choose_patch_and_batch(median_shape, spacing, gpu_memory_gb: float, dataset_voxels: float,
-                           base_filters: int = BASE_FILTERS):
-    """Patch size, network and batch size fitting ``gpu_memory_gb`` (see module docstring)."""
+                           base_filters: int = BASE_FILTERS, max_voxels: float | None = None):
+    """Patch size, network and batch size fitting ``gpu_memory_gb`` (see module docstring).
+
+    ``max_voxels`` (CPU plans): the patch must also hold at most this many voxels, and the
+    batch is ``CPU_BATCH``.
+    """
     patch = np.minimum(np.asarray(median_shape, float), MAX_PATCH)
     patch = np.maximum(patch, MIN_FEATURE_MAP)
     while True:
@@ -229,39 +287,114 @@ def choose_patch_and_batch(median_shape, spacing, gpu_memory_gb: float, dataset_
         div = [int(np.prod([s[a] for s in strides])) for a in range(3)]
         rounded = _round_to(patch, div)  # multiple of the pooling, never above the median shape
         mem = estimate_memory_gb(rounded, strides, filters, batch_size=2)
-        if mem <= gpu_memory_gb or np.prod(rounded) <= MIN_FEATURE_MAP**3:
+        fits = mem <= gpu_memory_gb and (max_voxels is None or np.prod(rounded) <= max_voxels)
+        if fits or np.prod(rounded) <= MIN_FEATURE_MAP**3:
             break
         # shrink the axis that is largest in mm (keeps the field of view roughly isotropic)
         axis = int(np.argmax(rounded * np.asarray(spacing)))
         patch[axis] = max(MIN_FEATURE_MAP, rounded[axis] - div[axis])
-    per_sample = (estimate_memory_gb(rounded, strides, filters, 1) - FIXED_OVERHEAD_GB)
-    batch = int(max(2, math.floor((gpu_memory_gb - FIXED_OVERHEAD_GB) / max(per_sample, 1e-9))))
-    batch_cap = max(2, int(0.05 * dataset_voxels / float(np.prod(rounded))))
-    batch = min(batch, batch_cap)
+    if max_voxels is not None:
+        batch = CPU_BATCH
+    else:
+        per_sample = (estimate_memory_gb(rounded, strides, filters, 1) - FIXED_OVERHEAD_GB)
+        batch = int(max(2, math.floor((gpu_memory_gb - FIXED_OVERHEAD_GB) / max(per_sample, 1e-9))))
+        batch_cap = max(2, int(0.05 * dataset_voxels / float(np.prod(rounded))))
+        batch = min(batch, batch_cap)
     est = estimate_memory_gb(rounded, strides, filters, batch)
     return tuple(int(v) for v in rounded), batch, (kernels, strides, filters), est
 
 
-def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0, spacing=None, base_filters: int = BASE_FILTERS) -> Plan:
+def cpu_spacing(target, extent_mm, smallest_structure_mm: float | None = None) -> tuple[tuple[float, float, float], str]:
+    """The CPU plan's target spacing (mm) and a note saying what bound it.
+
+    Coarsens the finest axes first: spacing ``max(target[a], s)`` per axis, with the smallest
+    ``s`` for which the median case (``extent_mm``, per axis) fits in ``CPU_PATCH_VOXELS``;
+    ``s`` is capped at ``CPU_MAX_COARSENING`` x the finest target spacing and at a third of
+    ``smallest_structure_mm`` (the median diameter of the smallest small structure).
+    """
+    t = np.asarray(target, float)
+    e = np.asarray(extent_mm, float)
+
+    def voxels(s: float) -> float:
+        return float(np.prod(e / np.maximum(t, s)))
+
+    cap = CPU_MAX_COARSENING * float(t.min())
+    why_cap = f"at most {CPU_MAX_COARSENING:g}x the finest target spacing"
+    if smallest_structure_mm and smallest_structure_mm / 3 < cap:
+        cap, why_cap = smallest_structure_mm / 3, f"a third of the smallest structure's median diameter " \
+                                                 f"({smallest_structure_mm:.3g} mm)"
+    lo, hi = float(t.min()), max(cap, float(t.min()))
+    if voxels(lo) <= CPU_PATCH_VOXELS:
+        return tuple(float(round(v, 4)) for v in t), "the median case fits a CPU patch at the target spacing"
+    if voxels(hi) > CPU_PATCH_VOXELS:
+        s, why = hi, f"capped: {why_cap}"
+    else:
+        for _ in range(60):  # bisection on s: voxels(s) is non-increasing
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if voxels(mid) <= CPU_PATCH_VOXELS else (mid, hi)
+        s, why = hi, f"coarsened so the median case fits a CPU patch ({CPU_PATCH_VOXELS} voxels)"
+    return tuple(float(round(max(v, s), 4)) for v in t), why
+
+
+def _smallest_structure_mm(fingerprint: dict, small: list[str]) -> float | None:
+    """Median equivalent-sphere diameter (mm) of the smallest small structure's components."""
+    comps = fingerprint.get("components") or {}
+    diam = []
+    for name in small:
+        vols = [v for case in comps.get(name, []) for v in case if v > 0]
+        if vols:
+            diam.append(float((6 * np.median(vols) * 1000 / np.pi) ** (1 / 3)))
+    return min(diam) if diam else None
+
+
+def class_policy(fingerprint: dict) -> ClassPolicy:
+    """:class:`ClassPolicy` from a fingerprint with ``components`` (empty when it has none)."""
+    from medseg.data.classes import class_stats, derive_roles
+
+    comps = fingerprint.get("components")
+    if not comps:
+        return ClassPolicy()
+    roles = derive_roles(class_stats(comps, fingerprint["labels"], len(fingerprint["spacings"])))
+    return ClassPolicy(roles.small_structures, 3.0, roles.keep_largest, roles.reasons)
+
+
+def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0, spacing=None, base_filters: int | None = None,
+              device: str = "gpu") -> Plan:
     """Derive a plan from :func:`medseg.data.fingerprint.compute_fingerprint` output.
 
+    ``device``: ``gpu`` sizes patch and batch for ``gpu_memory_gb``; ``cpu`` for CPU compute
+    (coarser spacing, 16 filters, a patch of at most ``CPU_PATCH_VOXELS``; module docstring).
     ``spacing`` (mm, 3 values) replaces the automatic target spacing -- coarser trains and
-    predicts faster (e.g. on a CPU), finer keeps small structures; patch, batch and network
-    are then derived for that spacing. ``base_filters``: feature maps of the first network
-    stage (doubling per stage, at most 320); 32 as nnU-Net, 16 for a CPU.
+    predicts faster, finer keeps small structures; patch, batch and network are then derived
+    for that spacing. ``base_filters``: feature maps of the first network stage (doubling per
+    stage, at most 320); default 32 as nnU-Net on a GPU, 16 on a CPU.
     """
+    if device not in ("gpu", "cpu"):
+        raise ConfigError(f"plan device must be 'gpu' or 'cpu', got {device!r}")
+    cpu = device == "cpu"
     spacings = np.asarray(fingerprint["spacings"], float)
     shapes = np.asarray(fingerprint["shapes"], float)
-    if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
+    if spacing is not None and (len(spacing) != 3 or not all(math.isfinite(float(v)) and float(v) > 0 for v in spacing)):
         raise ConfigError(f"target spacing must be 3 positive values in mm, got {list(spacing)}")
+    if base_filters is None:
+        base_filters = CPU_BASE_FILTERS if cpu else BASE_FILTERS
     if int(base_filters) != base_filters or not 4 <= base_filters <= MAX_FILTERS:
         raise ConfigError(f"base filters must be a whole number from 4 to {MAX_FILTERS}, got {base_filters}")
-    tgt = target_spacing(spacings) if spacing is None else tuple(round(float(v), 4) for v in spacing)
+    classes = class_policy(fingerprint)
+    auto_tgt = target_spacing(spacings)
+    spacing_note = None
+    if spacing is not None:
+        tgt = tuple(round(float(v), 4) for v in spacing)
+    elif cpu:
+        extent = np.median(shapes * spacings, axis=0)
+        tgt, spacing_note = cpu_spacing(auto_tgt, extent, _smallest_structure_mm(fingerprint, classes.small_structures))
+    else:
+        tgt = auto_tgt
     resampled = shapes * spacings / np.asarray(tgt)
     median_shape = np.median(resampled, axis=0)
     dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
-    patch, batch, (kernels, strides, filters), est = choose_patch_and_batch(median_shape, tgt, gpu_memory_gb, dataset_voxels,
-                                                                   int(base_filters))
+    patch, batch, (kernels, strides, filters), est = choose_patch_and_batch(
+        median_shape, tgt, gpu_memory_gb, dataset_voxels, int(base_filters), CPU_PATCH_VOXELS if cpu else None)
     norms = []
     for ch, name in fingerprint["channels"].items():
         st = fingerprint["intensity"].get(str(ch)) or fingerprint["intensity"].get(ch)
@@ -271,10 +404,17 @@ def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0, spacing=None, base_
         else:
             norms.append(Normalization(int(ch), "zscore"))
     notes = [
+        f"sized for a {'CPU (compute budget)' if cpu else 'GPU (memory budget)'}"
+        + ("" if cpu else f"; `medseg plan --device cpu` sizes it for a CPU"),
         f"target spacing {list(tgt)} mm " + ("(set by the user; " if spacing is not None else "(from ")
-        + f"{len(spacings)} cases, median {np.median(spacings, axis=0).round(4).tolist()})",
+        + f"{len(spacings)} cases, median {np.median(spacings, axis=0).round(4).tolist()}"
+        + (f"; GPU target {list(auto_tgt)}, {spacing_note}" if spacing_note else "") + ")",
         f"median shape at target spacing {median_shape.round(1).tolist()}",
-        f"patch {list(patch)}, batch {batch}: estimated {est:.1f} GB of {gpu_memory_gb:g} GB",
+        f"patch {list(patch)}, batch {batch}: estimated {est:.1f} GB"
+        + (f" of {gpu_memory_gb:g} GB" if not cpu else f", at most {CPU_PATCH_VOXELS} voxels"),
+        "small structures (extra sampling and loss weight with class_weights: auto): "
+        + (", ".join(classes.small_structures) or "none"),
+        "keep-largest-component classes (postprocess.keep_largest: auto): " + (", ".join(classes.keep_largest) or "none"),
     ]
     return Plan(
         medseg_plan=PLAN_VERSION,
@@ -284,6 +424,8 @@ def make_plan(fingerprint: dict, gpu_memory_gb: float = 8.0, spacing=None, base_
         training=Training(patch, batch),
         gpu_memory_gb=float(gpu_memory_gb),
         estimated_memory_gb=round(float(est), 2),
+        device="cpu" if cpu else "gpu",
+        classes=classes,
         fingerprint=fingerprint_summary(fingerprint),
         notes=notes,
     )
@@ -301,7 +443,17 @@ def fingerprint_summary(fp: dict) -> dict:
         "median_shape": np.median(sh, axis=0).round(1).tolist(),
         "intensity": fp["intensity"],
         "class_fraction": fp["class_fraction"],
+        "class_stats": _class_stats_summary(fp),
     }
+
+
+def _class_stats_summary(fp: dict) -> dict:
+    from medseg.data.classes import class_stats
+
+    comps = fp.get("components")
+    if not comps:
+        return {}
+    return {n: s.to_dict() for n, s in class_stats(comps, fp["labels"], len(fp["spacings"])).items()}
 
 
 def save_plan(plan: Plan, path: str | Path) -> Path:
@@ -325,11 +477,24 @@ def load_plan(path: str | Path) -> Plan:
     return from_dict(Plan, load_yaml(path), where=Path(path).name)
 
 
+def plan_device(device: str = "auto") -> str:
+    """``gpu`` or ``cpu`` for a training device name (``auto``: CUDA when available)."""
+    if device == "auto":
+        try:
+            import torch
+
+            return "gpu" if torch.cuda.is_available() else "cpu"
+        except Exception:  # torch missing or CUDA broken
+            return "cpu"
+    return "gpu" if device in ("cuda", "gpu") else "cpu"
+
+
 def plan_dataset(dataset, out=None, *, spacing=None, gpu_memory_gb: float | None = None,
-                 base_filters: int = BASE_FILTERS, progress=None) -> Plan:
+                 base_filters: int | None = None, device: str = "auto", progress=None) -> Plan:
     """What ``medseg plan`` does, as one call: check the dataset, fingerprint it, derive the plan
-    (``spacing`` overrides the target spacing, mm; ``base_filters`` the first stage's width) and,
-    when ``out`` is given, write it (YAML).
+    for the training ``device`` (``auto``: a GPU plan when CUDA is available, else a CPU plan;
+    ``cpu``; ``cuda``/``gpu``) and, when ``out`` is given, write it (YAML). ``spacing`` overrides
+    the target spacing (mm); ``base_filters`` the first stage's width.
 
     Raises:
         InputError: the dataset has problems (the message lists the first ones).
@@ -345,7 +510,7 @@ def plan_dataset(dataset, out=None, *, spacing=None, gpu_memory_gb: float | None
         raise InputError(f"{len(report.problems)} problem(s) in {spec.root}: " + "; ".join(report.lines()[:3])
                          + f" -- see `medseg check-dataset {spec.root}`")
     plan = make_plan(compute_fingerprint(spec, progress=progress), gpu_memory_gb or default_gpu_memory(), spacing=spacing,
-                     base_filters=base_filters)
+                     base_filters=base_filters, device=plan_device(device))
     if out is not None:
         save_plan(plan, out)
     return plan

@@ -29,7 +29,7 @@ from medseg.predict.result import CasePrediction
 from medseg.predict.inversion import model_space_windows, to_source_grid
 from medseg.train.checkpoint import load_checkpoint
 from medseg.train.components import autocast_dtype, build_network
-from medseg.train.config import TrainConfig, load_config, resolve_class_weights
+from medseg.train.config import TrainConfig, load_config, resolve_class_weights, resolve_keep_largest
 from medseg.train.distributed import Dist, resolve_device
 from medseg.volume import Volume
 
@@ -47,7 +47,7 @@ class Predictor:
         self.pre = Preprocessor(plan)
         self.n_channels = len(plan.dataset.channels)
         pp = config.postprocess
-        self.keep_largest = list(resolve_class_weights({n: 1 for n in pp.keep_largest}, labels, "postprocess.keep_largest"))
+        self.keep_largest = resolve_keep_largest(pp.keep_largest, labels, plan)
         self.min_ml = resolve_class_weights(pp.min_component_ml, labels, "postprocess.min_component_ml")
 
     @classmethod

@@ -2,7 +2,11 @@
 
 Every key is optional except where noted; what the config leaves out comes from the dataset
 plan (patch size, batch size, network shape) or from the defaults below (nnU-Net-like).
-Class weights may name classes by label name (``tumour: 3``) or value (``4: 3``).
+Class weights may name classes by label name (``tumour: 3``) or value (``4: 3``), or be
+``auto``: the plan's small structures (lesion-like classes found in the training labels, see
+:mod:`medseg.data.classes`) get ``plan.classes.small_structure_weight``. Likewise
+``postprocess.keep_largest: auto`` takes the plan's single-component classes. Shipped presets
+use ``auto`` and name no dataset label, so they fit any dataset.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     name: Literal["dice_ce"] = "dice_ce"
-    class_weights: dict[str, float] = field(default_factory=dict)  # cross-entropy weights by class
+    class_weights: dict[str, float] | Literal["auto"] = field(default_factory=dict)  # cross-entropy weights by class
     include_background_dice: bool = False
 
 
@@ -59,7 +63,7 @@ class ScheduleConfig:
 @dataclass
 class SamplingConfigYaml:
     foreground_fraction: float = 0.33
-    class_weights: dict[str, float] = field(default_factory=dict)  # which foreground class to force
+    class_weights: dict[str, float] | Literal["auto"] = field(default_factory=dict)  # which foreground class to force
 
 
 @dataclass
@@ -101,7 +105,7 @@ class CascadeConfig:
 class PostprocessConfig:
     """Applied by ``medseg predict`` on the source grid, per class name (or value)."""
 
-    keep_largest: list[str] = field(default_factory=list)  # keep only the largest component
+    keep_largest: list[str] | Literal["auto"] = field(default_factory=list)  # keep only the largest component
     min_component_ml: dict[str, float] = field(default_factory=dict)  # drop smaller components
 
     def validate(self, where: str) -> None:
@@ -148,8 +152,12 @@ def load_config(path: str | Path | None) -> TrainConfig:
     return from_dict(TrainConfig, data, where=Path(path).name)
 
 
-def resolve_class_weights(weights: dict[str, float], labels: dict[str, int], where: str) -> dict[int, float]:
-    """Map ``{name or value: weight}`` to ``{label value: weight}`` using the dataset labels."""
+def resolve_class_weights(weights: "dict[str, float] | str", labels: dict[str, int], where: str,
+                          plan=None) -> dict[int, float]:
+    """Map ``{name or value: weight}`` to ``{label value: weight}`` using the dataset labels.
+    ``"auto"`` takes the plan's small-structure weights (:class:`medseg.data.plan.ClassPolicy`)."""
+    if weights == "auto":
+        weights = plan.classes.weights() if plan is not None else {}
     out: dict[int, float] = {}
     values = set(labels.values())
     for key, w in weights.items():
@@ -163,6 +171,13 @@ def resolve_class_weights(weights: dict[str, float], labels: dict[str, int], whe
         if w < 0:
             raise ConfigError(f"{where}.{key}: weights must be >= 0")
     return out
+
+
+def resolve_keep_largest(keep: "list[str] | str", labels: dict[str, int], plan=None) -> list[int]:
+    """Label values for ``postprocess.keep_largest`` (names, values or ``"auto"``: the plan's)."""
+    if keep == "auto":
+        keep = list(plan.classes.keep_largest) if plan is not None else []
+    return list(resolve_class_weights({n: 1 for n in keep}, labels, "postprocess.keep_largest"))
 
 
 def config_dict(cfg: TrainConfig) -> dict:

@@ -58,8 +58,11 @@ def effective_plan(plan: Plan, cfg: TrainConfig) -> Plan:
     return out
 
 
-def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: "Path | Plan | None", resume: bool, gpu_memory_gb: float, d: Dist) -> Plan:
-    """Resume: the run's plan. Else ``--plan`` (a file or a `Plan`) when given, else computed from the dataset."""
+def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: "Path | Plan | None", resume: bool, gpu_memory_gb: float, d: Dist,
+                 device_kind: str = "gpu") -> Plan:
+    """Resume: the run's plan. Else ``--plan`` (a file or a `Plan`) when given, else computed from
+    the dataset for the training device (``device_kind``: ``gpu`` or ``cpu``, see
+    :func:`medseg.data.plan.make_plan`)."""
     if resume:
         return load_plan(run_dir / "plan.yaml")
     if isinstance(plan_path, Plan):
@@ -71,7 +74,7 @@ def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: "Path | Plan | Non
         if d.main:
             from medseg.data.fingerprint import compute_fingerprint
 
-            plan = make_plan(compute_fingerprint(spec), gpu_memory_gb)
+            plan = make_plan(compute_fingerprint(spec), gpu_memory_gb, device=device_kind)
         plan = d.broadcast(plan)
     if plan.dataset.labels != spec.labels:
         raise InputError(f"the plan's labels {plan.dataset.labels} differ from the dataset's {spec.labels}; "
@@ -80,7 +83,7 @@ def resolve_plan(spec: DatasetSpec, run_dir: Path, plan_path: "Path | Plan | Non
 
 
 def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | None, resume: bool, fold, seed: int,
-            gpu_memory_gb: float, d: Dist, progress=None) -> tuple[RunData, PatchDataset]:
+            gpu_memory_gb: float, d: Dist, progress=None, device_kind: str = "gpu") -> tuple[RunData, PatchDataset]:
     spec = load_dataset(dataset)
     if d.main and not resume:
         check_or_raise(spec)
@@ -92,7 +95,7 @@ def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | No
         d.barrier()
         spec = crop_dataset(spec, cfg.cascade.organ_labels, cfg.cascade.margin_mm)
     d.barrier()
-    plan = effective_plan(resolve_plan(spec, run_dir, plan_path, resume, gpu_memory_gb, d), cfg)
+    plan = effective_plan(resolve_plan(spec, run_dir, plan_path, resume, gpu_memory_gb, d, device_kind), cfg)
     ids = [c.case_id for c in spec.cases]
     splits = load_or_create_splits(spec.root, ids) if d.main else None
     splits = d.broadcast(splits)
@@ -105,7 +108,7 @@ def prepare(dataset: Path, cfg: TrainConfig, run_dir: Path, plan_path: Path | No
     by_id = {c.case_id: c for c in spec.cases}
     sampling = SamplingConfig(
         plan.training.patch_size, cfg.sampling.foreground_fraction,
-        resolve_class_weights(cfg.sampling.class_weights, plan.dataset.labels, "sampling.class_weights"),
+        resolve_class_weights(cfg.sampling.class_weights, plan.dataset.labels, "sampling.class_weights", plan),
     )
     augment = None
     if cfg.augmentation.enabled:

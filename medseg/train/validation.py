@@ -22,9 +22,11 @@ def validate(model: torch.nn.Module, cached: list[CachedCase], cases: list[Case]
 
     Returns ``{"dice_mean": float, "dice": {name: float}, "per_case": {case: {name: dice}}}``.
     ``dice`` is each class's Dice over the voxels of all validation cases pooled (see
-    :func:`pooled_dice`); ``dice_mean`` is their mean over foreground classes, which picks the
-    best checkpoint. ``per_case`` holds each case's own Dice (1 where a class is absent from both
-    the reference and the prediction).
+    :func:`pooled_dice`); a class absent from every reference *and* every prediction has nothing
+    to score and is NaN. ``dice_mean`` is the mean over the foreground classes that have a score
+    (NaN when none has), which picks the best checkpoint -- an absent, unpredicted class is not a
+    free 1.0. ``per_case`` holds each case's own Dice (1 where a class is absent from both the
+    reference and the prediction of that case).
     """
     was_training = model.training
     model.eval()
@@ -43,14 +45,23 @@ def validate(model: torch.nn.Module, cached: list[CachedCase], cases: list[Case]
     model.train(was_training)
     per_case = {case: {n: dice_from_counts(*c) for n, c in by_class.items()} for case, by_class in counts.items()}
     by_class = pooled_dice(counts)
-    return {"dice_mean": float(np.mean(list(by_class.values()))), "dice": by_class, "per_case": per_case}
+    return {"dice_mean": mean_dice(by_class), "dice": by_class, "per_case": per_case}
+
+
+def mean_dice(by_class: dict[str, float]) -> float:
+    """Mean of the classes that have a score (NaN entries, nothing to score, are left out);
+    NaN when no class has one."""
+    scored = [v for v in by_class.values() if not np.isnan(v)]
+    return float(np.mean(scored)) if scored else float("nan")
 
 
 def pooled_dice(counts: dict[str, dict[str, tuple[int, int, int]]]) -> dict[str, float]:
     """Per-class Dice from ``{case: {class: (intersection, n_pred, n_ref)}}`` voxel counts summed
     over cases (nnU-Net's validation Dice). Unlike the mean of per-case Dice, a few false-positive
     voxels in a case without the class (common for tumours) cost a few voxels, not a whole 0,
-    so the best-checkpoint choice is not driven by noise on rare classes."""
+    so the best-checkpoint choice is not driven by noise on rare classes. A class with no voxel in
+    any reference or prediction is NaN (nothing to score)."""
     names = list(next(iter(counts.values()), {}))  # every case has every class
     totals = {n: np.sum([c[n] for c in counts.values()], axis=0) for n in names}
-    return {n: float(dice_from_counts(*(int(v) for v in t))) for n, t in totals.items()}
+    return {n: float(dice_from_counts(*(int(v) for v in t))) if t[1] + t[2] > 0 else float("nan")
+            for n, t in totals.items()}

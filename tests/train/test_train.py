@@ -12,6 +12,7 @@ import yaml
 from medseg.config import ConfigError
 from medseg.errors import InputError, OutputError
 from medseg.train import load_config
+from medseg.train.config import config_dict
 from medseg.train.checkpoint import load_checkpoint
 from medseg.train.trainer import train
 from tests.train.conftest import tiny_config
@@ -43,11 +44,16 @@ def test_config_errors_name_the_key_and_allowed_values(tmp_path, content, match)
         load_config(p)
 
 
-def test_presets_load():
-    for name in ("unet_organs", "unet_tumor"):
+def test_presets_load_and_name_no_dataset_label():
+    """Shipped presets fit any dataset: nothing in them names a label of the phantoms."""
+    for name in ("unet_organs", "unet_tumor", "unet_tumor_cpu"):
         cfg = load_config(f"configs/{name}.yaml")
         assert cfg.model.name == "DynUNet"
-    assert load_config("configs/unet_tumor.yaml").sampling.class_weights == {"tumour": 3.0}
+        flat = json.dumps(config_dict(cfg))
+        for label in ("liver", "spleen", "kidney", "tumour"):
+            assert label not in flat, (name, label)
+    cpu = load_config("configs/unet_tumor_cpu.yaml")
+    assert cpu.sampling.class_weights == cpu.loss.class_weights == "auto" and cpu.postprocess.keep_largest == "auto"
 
 
 def test_unknown_class_name_in_weights(phantoms, tmp_path):
@@ -68,7 +74,7 @@ def test_two_epoch_run_writes_every_file(phantoms, tmp_path):
     assert {"model", "optimizer", "scheduler", "scaler", "epoch", "rng", "metrics", "medseg_version"} <= set(ck)
     assert ck["epoch"] == 1 and ck["iteration"] == 0 and ck["total_epochs"] == 2
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["epoch"] for r in rows] == ["1", "2"]  # numbered as the console prints them
     assert list(rows[0])[:6] == ["epoch", "lr", "train_loss", "seconds", "val_dice_mean", "val_dice_liver"]
     assert json.loads((out / "labels.json").read_text())["labels"]["tumour"] == 4
     run = json.loads((out / "run.json").read_text())
@@ -87,7 +93,11 @@ def test_a_finished_run_is_extended_by_a_larger_epochs(phantoms, tmp_path):
     train(tiny_config(epochs=4), ds, part, plan=plan, epochs=4, resume=True, progress=False)  # ... extended to 4
     # (exactness of resume is proven by test_interrupted_run_resumes_exactly; here: the run grew to 4 epochs)
     rows = list(csv.DictReader(open(part / "metrics.csv")))
-    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    # the rate continues from the last one used and decays (poly) to 0 at epoch 4: no jump back up
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[2] == pytest.approx(lrs[1]) and lrs[3] < lrs[2] < lrs[0]
+    assert load_checkpoint(part / "last.pt")["schedule_anchor"] == [2, pytest.approx(lrs[1] / 0.01)]
     assert ck2["optimizer"]["state"]  # momentum buffers were saved and restored
     assert load_checkpoint(part / "last.pt")["epoch"] == 3
 
@@ -237,8 +247,10 @@ def test_augmentation_switches_reach_the_patch_sampler(phantoms, tmp_path, switc
 def test_validation_dice_pools_voxels_over_cases():
     """Hand-computed: tumour 80 of 100 reference voxels found in case a (40 predicted outside),
     case b has no tumour but 5 false-positive voxels. Pooled Dice = 2*80 / (125 + 100) = 0.711;
-    the per-case mean would be (0.727 + 0) / 2. A class absent everywhere scores 1."""
-    from medseg.train.validation import pooled_dice
+    the per-case mean would be (0.727 + 0) / 2. A class absent from every reference and
+    prediction has nothing to score: NaN, and left out of the mean that picks best.pt (counting
+    it as 1.0 once inflated a run's mean from 0.21 to 0.47)."""
+    from medseg.train.validation import mean_dice, pooled_dice
 
     counts = {"a": {"liver": (900, 950, 1000), "tumour": (80, 120, 100), "cyst": (0, 0, 0)},
               "b": {"liver": (500, 500, 600), "tumour": (0, 5, 0), "cyst": (0, 0, 0)}}
@@ -246,7 +258,9 @@ def test_validation_dice_pools_voxels_over_cases():
     assert list(got) == ["liver", "tumour", "cyst"]
     assert got["liver"] == pytest.approx(2 * 1400 / (1450 + 1600))
     assert got["tumour"] == pytest.approx(160 / 225)
-    assert got["cyst"] == 1.0
+    assert np.isnan(got["cyst"])
+    assert mean_dice(got) == pytest.approx((2 * 1400 / (1450 + 1600) + 160 / 225) / 2)
+    assert np.isnan(mean_dice({"cyst": float("nan")}))
 
 
 def test_cases_added_after_the_folds_are_flagged(tmp_path):

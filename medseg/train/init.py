@@ -1,0 +1,95 @@
+"""Fine-tuning: start a new run from an earlier run's weights (``medseg train --init RUN_DIR``).
+
+The new run takes the earlier run's plan -- spacing, normalisation and network shape -- so the
+weights fit and the network sees inputs normalised as it learned them; only the dataset part of
+the plan (labels, channels) and the class roles are those of the new dataset. Weights come from
+``best.pt`` (else ``last.pt``); optimizer, schedule and epoch counter start afresh.
+
+**Label sets.** Same number of classes: every weight is loaded (a renamed class keeps its
+value's weights; the run says so). A different number of classes (for example a review export
+that added a painted class): every weight is loaded except the output head(s) -- the layers
+whose shape depends on the number of classes -- which start from random values; the run says
+which. Channels must match in number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from medseg.data.plan import DatasetInfo, Plan, load_plan
+from medseg.errors import InputError
+
+log = logging.getLogger("medseg")
+
+
+def init_source(run_dir: str | Path) -> tuple[Path, Path]:
+    """``(run_dir, checkpoint)`` of a U-Net run to start from; InputError when it is not one."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "plan.yaml").is_file() or not (run_dir / "config.yaml").is_file():
+        raise InputError(f"--init {run_dir}: not a medseg U-Net run directory (plan.yaml/config.yaml missing); "
+                         "give the --out folder of an earlier `medseg train`")
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            return run_dir, run_dir / name
+    raise InputError(f"--init {run_dir}: the run has no best.pt or last.pt; train it first")
+
+
+def init_plan(run_dir: str | Path, labels: dict[str, int], channels: dict[int, str], dataset_name: str) -> Plan:
+    """The earlier run's plan with the new dataset's labels and channels (and no class roles,
+    which :func:`medseg.train.setup.resolve_plan` derives from the new dataset)."""
+    plan = load_plan(Path(run_dir) / "plan.yaml")
+    if len(channels) != len(plan.dataset.channels):
+        raise InputError(f"--init {run_dir}: that run takes {len(plan.dataset.channels)} input channel(s) "
+                         f"({', '.join(plan.dataset.channels.values())}), this dataset has {len(channels)}; "
+                         "fine-tune on a dataset with the same channels")
+    info = DatasetInfo(dataset_name, dict(labels), {int(k): v for k, v in channels.items()})
+    notes = list(plan.notes) + [f"network, spacing and normalisation from --init {Path(run_dir).resolve()}"]
+    return dataclasses.replace(plan, dataset=info, notes=notes)
+
+
+def load_init_weights(model: torch.nn.Module, checkpoint: Path, old_labels: dict[str, int] | None,
+                      new_labels: dict[str, int]) -> dict:
+    """Load ``checkpoint``'s weights into ``model``; returns what was done, for ``run.json``.
+
+    Keys whose shape differs (the class-dependent output heads when the label count changed)
+    are left at their fresh values. Any other mismatch means the network is not the earlier
+    run's and raises InputError.
+    """
+    from medseg.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)["model"]
+    own = model.state_dict()
+    n_new = max(new_labels.values()) + 1
+    n_old = (max(old_labels.values()) + 1) if old_labels else None
+    skipped, missing = [], [k for k in own if k not in state]
+    load = {}
+    for k, v in state.items():
+        if k not in own:
+            missing.append(k)
+        elif own[k].shape == v.shape:
+            load[k] = v
+        elif n_old is not None and v.dim() >= 1 and v.shape[0] == n_old and own[k].shape[0] == n_new \
+                and own[k].shape[1:] == v.shape[1:]:
+            skipped.append(k)
+        else:
+            missing.append(k)
+    if missing:
+        raise InputError(f"--init {checkpoint.parent}: its weights do not fit this network ({missing[0]} differs); "
+                         "the model config (model.name, model.filters, deep_supervision) must be the earlier run's")
+    model.load_state_dict(load, strict=False)
+    renamed = {}
+    if old_labels and n_old == n_new:
+        old_names = {v: n for n, v in old_labels.items()}
+        renamed = {old_names[v]: n for n, v in new_labels.items() if v in old_names and old_names[v] != n}
+    if skipped:
+        log.warning(f"--init: the earlier run has {n_old} classes, this dataset {n_new}: the output head "
+                    f"({len(skipped)} tensors) starts from random weights, every other layer from {checkpoint}")
+    elif renamed:
+        log.info("--init: classes renamed since the earlier run (same values): "
+                 + ", ".join(f"{a} -> {b}" for a, b in renamed.items()))
+    return {"run": str(checkpoint.parent.resolve()), "checkpoint": checkpoint.name, "head_reset": skipped,
+            "renamed": renamed}
