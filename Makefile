@@ -34,9 +34,9 @@ demo: venv
 	@echo; echo "==> 2/8 medseg phantoms: 64 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
 	@$(BIN)/medseg phantoms $(DEMO)/phantoms --cases 64 --seed 0
 	@$(BIN)/medseg phantoms $(DEMO)/heldout --cases 4 --seed 1
-	@echo; echo "==> 3/8 medseg check-dataset + plan (1.6 x 1.6 x 2.4 mm, 16 base filters: sized for a CPU)"
+	@echo; echo "==> 3/8 medseg check-dataset + plan (automatic: sized for this machine's CPU or GPU, class roles from the labels)"
 	@$(BIN)/medseg check-dataset $(DEMO)/phantoms
-	@$(BIN)/medseg plan $(DEMO)/phantoms --spacing 1.6 1.6 2.4 --base-filters 16 --out $(DEMO)/plan.yaml --overwrite
+	@$(BIN)/medseg plan $(DEMO)/phantoms --out $(DEMO)/plan.yaml --overwrite
 	@echo; echo "==> 4/8 medseg train: organ + tumour 3D U-Net, $(DEMO_EPOCHS) epochs (configs/unet_tumor_cpu.yaml)"
 	@rm -rf $(DEMO)/run $(DEMO)/phantoms/splits.json
 	@$(BIN)/medseg train --config configs/unet_tumor_cpu.yaml --dataset $(DEMO)/phantoms --plan $(DEMO)/plan.yaml \

@@ -24,7 +24,7 @@ from medseg.data.plan import load_plan
 from medseg.errors import InputError, warn
 from medseg.preprocess import Preprocessor
 from medseg.predict.postprocess import class_volumes, clean_labels
-from medseg.predict.registry import model_id as compute_model_id
+from medseg.predict.registry import cascade_model_id, organ_model_dir
 from medseg.predict.result import CasePrediction
 from medseg.predict.inversion import model_space_windows, to_source_grid
 from medseg.train.checkpoint import load_checkpoint
@@ -88,17 +88,13 @@ class Predictor:
                              f"({str(e).splitlines()[0][:120]}); the run folder was mixed up -- retrain or restore it") from e
         model.to(dev).eval()
         stage1 = None
+        mid = cascade_model_id(run_dir, checkpoint, organ_model)  # checks the organ model of a cascade
         if config.cascade is not None:
-            ref = organ_model or config.cascade.organ_model
-            if not ref:
-                raise InputError(f"{run_dir} is stage 2 of a cascade; give its organ model run with --organ-model RUN_DIR "
-                                 "(or set cascade.organ_model in its config.yaml)")
-            ref = Path(ref)
-            ref = ref if ref.is_absolute() or ref.exists() else run_dir / ref
+            ref = organ_model_dir(run_dir, organ_model, config.cascade.organ_model)
             stage1 = cls.from_run(ref, device=device, tta=tta, overlap=overlap, batch_size=batch_size)
         return cls(run_dir, model, config, plan, labels, dev, tta,
                    config.sliding_window.overlap if overlap is None else overlap,
-                   batch_size or config.sliding_window.batch_size, compute_model_id(run_dir, checkpoint), stage1)
+                   batch_size or config.sliding_window.batch_size, mid, stage1)
 
     def __call__(self, volume: Volume | list[Volume]) -> Volume:
         """The mask Volume (uint8 class values) of one scan, on its exact grid."""
@@ -178,7 +174,10 @@ class Predictor:
                 full = np.zeros(channels[0].shape, np.float32)
                 full[sl] = second.uncertainty.array
                 unc, score = Volume(full, channels[0].affine.copy()), second.uncertainty_score
-        else:
+        notes = []
+        if box is None:
+            notes.append(f"stage 2 skipped: the organ model found no {'/'.join(casc.organ_labels)}; "
+                         "the mask holds stage 1's classes only")
             warn(f"cascade: the organ model found no {'/'.join(casc.organ_labels)}; stage 2 was skipped for this case")
         mask = Volume(out, channels[0].affine.copy(), {"model_id": self.model_id})
-        return CasePrediction(mask, labels, class_volumes(mask, labels), unc, score, timings=timings)
+        return CasePrediction(mask, labels, class_volumes(mask, labels), unc, score, timings=timings, notes=notes)

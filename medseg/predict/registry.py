@@ -50,3 +50,35 @@ def model_id(run_dir: str | Path, checkpoint: str = "best.pt") -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return f"{Path(run_dir).resolve().name}-{h.hexdigest()[:12]}"
+
+
+def organ_model_dir(run_dir: str | Path, organ_model: str | Path | None, configured: str | None) -> Path | None:
+    """The stage-1 run of a cascade: ``organ_model`` (``--organ-model``) else the config's
+    ``cascade.organ_model``, relative paths taken from the working folder, else from the run."""
+    ref = organ_model or configured
+    if not ref:
+        return None
+    ref = Path(ref)
+    return ref if ref.is_absolute() or ref.exists() else Path(run_dir) / ref
+
+
+def cascade_model_id(run_dir: str | Path, checkpoint: str, organ_model: str | Path | None) -> str:
+    """:func:`model_id` of a run, and for a cascade of its stage-1 run too (``<stage 2>+<stage 1>``),
+    so that ``--resume`` with another organ model redoes the cases."""
+    mid = model_id(run_dir, checkpoint)
+    cfg_path = Path(run_dir) / "config.yaml"
+    if cfg_path.is_file():
+        from medseg.train.config import load_config
+
+        casc = load_config(cfg_path).cascade
+        if casc is not None:
+            ref = organ_model_dir(run_dir, organ_model, casc.organ_model)
+            if ref is None:
+                raise InputError(f"{run_dir} is stage 2 of a cascade; give its organ model run with --organ-model RUN_DIR "
+                                 "(or set cascade.organ_model in its config.yaml)")
+            if not (ref / "run.json").is_file():
+                raise InputError(f"--organ-model {ref}: not a medseg run directory (no run.json); give the --out "
+                                 "folder of the organ model's `medseg train`")
+            ck = "best.pt" if (ref / "best.pt").is_file() else "last.pt"
+            mid += f"+{cascade_model_id(ref, ck, None)}"
+    return mid

@@ -26,6 +26,9 @@ class CasePrediction:
         tables: extra CSV outputs, ``{suffix: rows}``; the batch engine writes
             ``OUT/<case>_<suffix>.csv`` (e.g. ``{"lesions": [{"id": 1, ...}, ...]}``).
         timings: seconds per stage (``preprocess``, ``network``, ``postprocess``, ...).
+        notes: what a reader of the manifest must know about this result although it is done
+            (e.g. a cascade whose stage 2 was skipped); the batch engine writes them to the
+            manifest's ``note`` column.
     """
 
     mask: Volume
@@ -35,3 +38,4 @@ class CasePrediction:
     uncertainty_score: float | None = None
     tables: dict[str, list[dict]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -47,3 +47,37 @@ def test_cascade_prediction_crops_around_the_organ_and_pastes_back(tmp_path, tin
     with pytest.raises(InputError, match="--organ-model"):
         Predictor.from_run(stage2, device="cpu")
     assert Predictor.from_run(stage2, device="cpu", organ_model=tiny_run).stage1 is not None
+
+
+def test_cascade_identity_covers_both_stages_and_a_skipped_stage_2_is_recorded(tmp_path, tiny_run, phantom_images):
+    """--resume with another organ model redoes every case (the model id names both stages), and a
+    case whose organ model found no organ is `done` with a manifest note saying stage 2 was skipped."""
+    import csv
+    import shutil
+
+    from medseg.predict.batch import predict_folder
+
+    stage2 = train_tiny(tmp_path, cascade=CascadeConfig(["liver"], 10.0, organ_model=str(tiny_run)))
+    other = tmp_path / "other_organs"
+    shutil.copytree(tiny_run, other)
+    import torch
+
+    ck = torch.load(other / "best.pt", weights_only=False) if (other / "best.pt").exists() else None
+    name = "best.pt" if ck is not None else "last.pt"
+    ck = ck or torch.load(other / name, weights_only=False)
+    for k, v in ck["model"].items():  # another organ model: same network, other weights
+        if v.is_floating_point():
+            v.zero_()
+    torch.save(ck, other / name)
+    a = Predictor.from_run(stage2, device="cpu")
+    b = Predictor.from_run(stage2, device="cpu", organ_model=other)
+    assert a.model_id != b.model_id and a.model_id.startswith(a.model_id.split("+")[0] + "+")
+    out = tmp_path / "out"
+    inputs = [str(phantom_images[0])]
+    predict_folder(stage2, inputs, out, device="cpu", progress=False)
+    # all-zero weights predict background everywhere: no liver, so stage 2 is skipped
+    summary = predict_folder(stage2, inputs, out, device="cpu", resume=True, organ_model=other, progress=False)
+    assert summary.skipped == 0 and summary.done == 1  # redone, not skipped as "done with this model"
+    row = next(csv.DictReader(open(out / "manifest.csv")))
+    assert row["status"] == "done" and row["model_id"] == b.model_id
+    assert row["note"].startswith("stage 2 skipped")
