@@ -59,6 +59,10 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+class _SkipLung(Exception):
+    """--lung-epochs 0: no chest-CT overfit check."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=15.0, help="training budget")
@@ -66,8 +70,12 @@ def main() -> None:
                     help="training phantoms (more cases, more variety: 256 beat 128 and 40 at equal iterations)")
     ap.add_argument("--test-cases", type=int, default=32,
                     help="held-out phantoms (32: about 23 have tumours, so the tumour Dice is not a 4-case mean)")
-    ap.add_argument("--spacing", type=float, nargs=3, default=[1.6, 1.6, 2.4], help="plan target spacing (mm)")
-    ap.add_argument("--base-filters", type=int, default=16, help="plan network width (first stage)")
+    ap.add_argument("--spacing", type=float, nargs=3, default=None,
+                    help="plan target spacing (mm); default: the automatic plan for this device (a CPU plan without a GPU)")
+    ap.add_argument("--base-filters", type=int, default=None, help="plan network width (first stage; default: the plan's)")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="train this many iterations instead of filling --minutes (a loaded machine then changes the "
+                         "time, not what is learnt)")
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "unet_tumor_cpu.yaml")
     ap.add_argument("--lung-epochs", type=int, default=25, help="epochs (x 20 it) of the chest-CT overfit check")
     ap.add_argument("--keep", type=Path, help="keep the run folders here")
@@ -89,7 +97,8 @@ def main() -> None:
         test_ds = write_phantom_dataset(work / "test", cases=args.test_cases, seed=1, size="small")
         spec = load_dataset(train_ds)
         fp = compute_fingerprint(spec)
-        plan = make_plan(fp, gpu_memory_gb=8, spacing=args.spacing, base_filters=args.base_filters)
+        plan = make_plan(fp, gpu_memory_gb=8, spacing=args.spacing, base_filters=args.base_filters,
+                         device="gpu" if device.type == "cuda" else "cpu")
         save_plan(plan, work / "plan.yaml")
         t_data = time.perf_counter() - t0
         _log(f"data + plan {t_data:.0f} s; spacing {plan.preprocessing.target_spacing}, patch {plan.training.patch_size}")
@@ -109,6 +118,8 @@ def main() -> None:
         _log(f"probe: {it_s:.2f} it/s (probe took {t_probe:.0f} s in all)")
         # the budget covers training and the one final validation (~3% here)
         epochs = max(1, int(args.minutes * 60 * it_s * 0.97 / cfg.iterations_per_epoch))
+        if args.iterations:
+            epochs = max(1, round(args.iterations / cfg.iterations_per_epoch))
         cfg.epochs = epochs
         t2 = time.perf_counter()
         train(cfg, train_ds, work / "run", plan=work / "plan.yaml", fold="all", progress=False)
@@ -120,6 +131,8 @@ def main() -> None:
         t_eval = time.perf_counter() - t3
         _log(f"held-out evaluation {t_eval:.0f} s: {scores}")
 
+        if args.lung_epochs <= 0:
+            raise _SkipLung
         # overfit sanity check on the real chest CT (lungs)
         lung = work / "chest"
         (lung / "imagesTr").mkdir(parents=True, exist_ok=True)
@@ -144,6 +157,8 @@ def main() -> None:
         train(lcfg, lung, work / "lung_run", plan=work / "lung_plan.yaml", fold="all", progress=False)
         t_lung = time.perf_counter() - t4
         ls = _evaluate(work / "lung_run", [(lspec.cases[0].images[0], lspec.cases[0].label)], device)
+    except _SkipLung:
+        ls = None
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -151,9 +166,14 @@ def main() -> None:
     organs = [scores[n] for n in ("liver", "spleen", "kidney")]
     names = [n for n in scores if n not in ("first",) and not n.startswith("n_")]
     batch = cfg.batch_size or plan.training.batch_size  # the config may override the plan
-    print(f"machine: {platform.node()} | {platform.machine()} | {torch.get_num_threads()} torch threads | device {device} | torch {torch.__version__}")
+    import os
+
+    print(f"machine: {platform.node()} | {platform.machine()} | {torch.get_num_threads()} torch threads | device {device} | "
+          f"torch {torch.__version__} | load average at the end {os.getloadavg()[0]:.2f}")
     print(f"data: {args.train_cases} training phantoms (seed 0), {args.test_cases} held-out (seed 1), small; "
-          f"target spacing {list(plan.preprocessing.target_spacing)} mm, patch {list(plan.training.patch_size)}, batch {batch}")
+          f"{'automatic ' + plan.device.upper() if args.spacing is None else 'hand-set'} plan: target spacing "
+          f"{list(plan.preprocessing.target_spacing)} mm, patch {list(plan.training.patch_size)}, batch {batch}, "
+          f"filters {plan.network.filters}")
     print(f"phantoms + plan {t_data:.0f} s; speed probe {t_probe:.0f} s ({it_s:.2f} it/s); training {epochs} epochs x "
           f"{cfg.iterations_per_epoch} it = {t_train / 60:.1f} min ({epochs * cfg.iterations_per_epoch / t_train:.2f} it/s, "
           f"{epochs * cfg.iterations_per_epoch * batch / t_train:.2f} patches/s); evaluation {t_eval:.0f} s")
@@ -162,6 +182,8 @@ def main() -> None:
     f8 = scores["first"]
     print(f"first 8 held-out cases alone (the earlier benchmark's test set): mean organ "
           f"{np.mean([f8[n] for n in ('liver', 'spleen', 'kidney')]):.3f}, tumour {f8['tumour']:.3f}")
+    if ls is None:
+        return
     print(f"chest CT overfit ({lcfg.epochs * 20} it, {t_lung / 60:.1f} min; spacing {list(lplan.preprocessing.target_spacing)} mm, "
           f"patch {list(lplan.training.patch_size)}): right lung {ls['right_lung']:.3f}, left lung {ls['left_lung']:.3f}")
 

@@ -1,0 +1,79 @@
+"""The research loop on a dataset that is not the phantoms' (other label names, other numbers),
+with the shipped CPU preset unedited and no plan flags, through the `medseg` command:
+
+train (tiny) -> predict -> review (every case accepted, one edit paints a new label value) ->
+export -> check-dataset -> fine-tune with --init -> predict again; class names asserted at
+every step.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.cli.main import main as medseg_main
+from medseg.data.phantoms import write_phantom_dataset
+
+#: phantom value -> (new name, new value): another anatomy's names, renumbered
+RENAME = {1: ("lung", 2), 2: ("heart", 3), 3: ("rib", 1), 4: ("nodule", 4)}
+LABELS = {"background": 0, "rib": 1, "lung": 2, "heart": 3, "nodule": 4}
+PRESET = Path(__file__).resolve().parents[1] / "configs" / "unet_tumor_cpu.yaml"
+
+
+def renamed_phantoms(root: Path, cases: int, seed: int) -> Path:
+    """A phantom set whose classes are renamed and re-numbered (nibabel writes the labels)."""
+    src = root.parent / f"{root.name}_src"
+    write_phantom_dataset(src, cases=cases, seed=seed, size="small")
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for img in sorted((src / "imagesTr").glob("*.nii.gz")):
+        shutil.copy(img, root / "imagesTr" / img.name)
+    lut = np.zeros(256, np.uint8)
+    for old, (_, new) in RENAME.items():
+        lut[old] = new
+    for lab in sorted((src / "labelsTr").glob("*.nii.gz")):
+        nii = nib.load(lab)
+        out = nib.Nifti1Image(lut[np.asarray(nii.dataobj)], nii.affine, nii.header)
+        nib.save(out, root / "labelsTr" / lab.name)
+    ds = {"name": "ThoraxLike", "channel_names": {"0": "CT"}, "labels": LABELS,
+          "numTraining": cases, "file_ending": ".nii.gz"}
+    (root / "dataset.json").write_text(json.dumps(ds))
+    return root
+
+
+def run(*args: str) -> int:
+    return medseg_main([str(a) for a in args])
+
+
+def labels_of(folder: Path) -> dict[str, int]:
+    return json.loads((folder / "labels.json").read_text())["labels"]
+
+
+@pytest.mark.slow
+def test_the_loop_runs_on_another_dataset_with_the_shipped_preset(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MEDSEG_CACHE", str(tmp_path / "cache"))
+    ds = renamed_phantoms(tmp_path / "thorax", cases=5, seed=3)
+    test = renamed_phantoms(tmp_path / "thorax_test", cases=1, seed=9)
+
+    # plan: automatic CPU plan, class roles from the labels (no names in the preset)
+    assert run("plan", ds, "--device", "cpu", "--out", tmp_path / "plan.yaml") == 0
+    text = (tmp_path / "plan.yaml").read_text()
+    assert "small_structures: [nodule]" in text
+    assert "keep_largest: [lung, heart]" in text
+
+    # train (tiny: one epoch of the preset), no plan flags
+    run_dir = tmp_path / "run"
+    assert run("train", "--config", PRESET, "--dataset", ds, "--out", run_dir, "--epochs", "1", "--device", "cpu") == 0
+    assert labels_of(run_dir) == LABELS
+    assert "nodule" in (run_dir / "plan.yaml").read_text()
+
+    # predict: the names travel with the output folder
+    pred = tmp_path / "pred"
+    assert run("predict", test / "imagesTr", "--model", run_dir, "--out", pred, "--device", "cpu") == 0
+    assert labels_of(pred) == LABELS
+    assert "volume_ml_nodule" in (pred / "manifest.csv").read_text().splitlines()[0]
