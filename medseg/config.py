@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import math
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -65,6 +66,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):

@@ -40,19 +40,30 @@ def representative_slice(mask: np.ndarray) -> int:
     return int(counts.argmax()) if counts.any() else mask.shape[2] // 2
 
 
-def _rgba(labels2d: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def colour_of(value: int, colors: dict[int, tuple] | None = None) -> tuple[float, float, float]:
+    """RGB 0-1 of a label value: ``colors[value]`` (RGB 0-255, e.g. from a run's labels.json)
+    when given, else :data:`COLOURS` by value."""
+    if colors and int(value) in colors:
+        return tuple(float(c) / 255.0 for c in colors[int(value)][:3])
+    return COLOURS[(int(value) - 1) % len(COLOURS)]
+
+
+def _rgba(labels2d: np.ndarray, alpha: float = 0.45, colors: dict[int, tuple] | None = None) -> np.ndarray:
     out = np.zeros((*labels2d.shape, 4), np.float32)
     for v in np.unique(labels2d):
         if v == 0:
             continue
-        out[labels2d == v] = (*COLOURS[(int(v) - 1) % len(COLOURS)], alpha)
+        out[labels2d == v] = (*colour_of(v, colors), alpha)
     return out
 
 
 def overlay_png(image: Volume, prediction: Volume, path: str | Path, *, reference: Volume | None = None,
-                labels: dict[str, int] | None = None, title: str = "", window: tuple[float, float] = (-160.0, 240.0)) -> Path:
+                labels: dict[str, int] | None = None, title: str = "", window: tuple[float, float] = (-160.0, 240.0),
+                colors: dict[int, tuple] | None = None) -> Path:
     """Write a PNG with image | reference (if any) | prediction at the slice with most reference
-    (else predicted) foreground. ``window`` is the grey-level window (HU for CT)."""
+    (else predicted) foreground. ``window`` is the grey-level window (HU for CT); ``labels``
+    class name -> value (the legend); ``colors`` value -> RGB 0-255 (default :data:`COLOURS`).
+    Masks must be on the image's grid (shape ``image.shape``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,11 +80,11 @@ def overlay_png(image: Volume, prediction: Volume, path: str | Path, *, referenc
     for ax, (name, lab) in zip(np.atleast_1d(axes), panels):
         ax.imshow(base, cmap="gray", aspect=sp[1] / sp[0], interpolation="nearest")
         if lab is not None:
-            ax.imshow(_rgba(axial(lab, k)), aspect=sp[1] / sp[0], interpolation="nearest")
+            ax.imshow(_rgba(axial(lab, k), colors=colors), aspect=sp[1] / sp[0], interpolation="nearest")
         ax.set_title(f"{name} (axial {k})", fontsize=9)
         ax.set_axis_off()
     if labels:
-        handles = [Patch(color=COLOURS[(v - 1) % len(COLOURS)], label=n) for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v]
+        handles = [Patch(color=colour_of(v, colors), label=n) for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title + "   (R on the left, anterior up)", fontsize=9)
     fig.tight_layout(rect=(0, 0.06 if labels else 0, 1, 0.95))

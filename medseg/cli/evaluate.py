@@ -39,7 +39,9 @@ def add_parser(sub, parents) -> None:
         "(connected components). PRED and REF are two files or two folders matched by case id "
         "(file name without suffix). Prints a markdown summary; --out writes the tables.",
     )
-    p.add_argument("--pred", type=Path, required=True, help="predicted label map, or a folder of them")
+    p.add_argument("--pred", type=Path, required=True,
+                   help="predicted label map (NIfTI, NRRD, DICOM SEG), or a folder of them (a `medseg predict` output: "
+                   "<case>.nii.gz or <case>/seg.dcm; <case>_uncertainty maps are ignored)")
     p.add_argument("--ref", type=Path, required=True, help="reference label map, or a folder of them")
     p.add_argument("--labels", type=Path, metavar="JSON",
                    help="dataset.json declaring the labels (nnU-Net v2 or Decathlon style): every declared "

@@ -1,7 +1,8 @@
 """The ``medseg`` command: argument parsing, warnings display and the error contract.
 
 Contract: an error the user can cause prints exactly one line ``error: <what> ; <what to do>``
-on stderr and exits with code 2, without a traceback (``--debug`` shows it). Warnings print
+on stderr and exits with code 2, without a traceback (``--debug`` shows it). Ctrl-C exits
+with 130 and SIGTERM with 143, both after the same clean-up (see :mod:`medseg.signals`). Warnings print
 as ``warning: ...`` and notes as ``note: ...`` on stderr, so stdout stays clean for ``--json``.
 """
 
@@ -16,6 +17,8 @@ import warnings
 from medseg import __version__
 from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, predict, report, review, train
 from medseg.errors import MedsegError, MedsegWarning
+from medseg.signals import Terminated, handle_sigterm
+from medseg.threads import configure_threads
 
 #: Commands: name -> module with ``add_parser(subparsers, parents)`` and ``run(args) -> int``.
 COMMANDS = {
@@ -69,6 +72,15 @@ class _NoteHandler(logging.Handler):
         sys.stderr.write(f"{prefix}: {_one_line(record.getMessage())}\n")
 
 
+class _LibraryHandler(logging.Handler):
+    """Messages a library logs (nibabel: "pixdim[1,2,3] should be non-zero; setting 0 dims to 1")
+    as ``warning: nibabel: ...`` lines, like every other warning."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lib = record.name.split(".")[0]
+        sys.stderr.write(f"warning: {lib}: {_one_line(record.getMessage())}\n")
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -77,6 +89,10 @@ def _setup_output(debug: bool) -> None:
     warnings.simplefilter("always", MedsegWarning)
     if not debug:
         warnings.showwarning = _show_warning
+    for name in ("nibabel", "nibabel.global"):  # nibabel prints through its own StreamHandler
+        lib = logging.getLogger(name)
+        lib.handlers[:] = [_LibraryHandler()]
+        lib.propagate = False
     log = logging.getLogger("medseg")
     log.handlers[:] = [_NoteHandler()]
     log.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -95,16 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_output(args.debug)
+    configure_threads()  # before the command imports torch: thread count + passive OpenMP waiting
     try:
-        return int(COMMANDS[args.command].run(args) or 0)
+        with handle_sigterm():
+            return int(COMMANDS[args.command].run(args) or 0)
     except MedsegError as e:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(f"error: {_one_line(str(e))}\n")
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted; nothing half-written was left behind (rerun with --resume to continue)\n")
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (medseg.signals.Terminated)
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+        sys.stderr.write(f"error: {what}; nothing half-written was left behind (rerun with --resume to continue)\n")
+        return code
     except MemoryError:
         if args.debug:
             traceback.print_exc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -42,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from medseg.data.plan import default_gpu_memory, make_plan, plan_device, save_plan
     from medseg.data.validate import check_dataset
 
+    if args.spacing is not None and not all(math.isfinite(v) and v > 0 for v in args.spacing):
+        raise InputError(f"--spacing {' '.join(map(str, args.spacing))}: spacings must be finite numbers > 0 mm")
+    if args.gpu_memory is not None and not (math.isfinite(args.gpu_memory) and args.gpu_memory > 1.0):
+        raise InputError(f"--gpu-memory {args.gpu_memory} GB is too small; give the GPU's memory in GB (e.g. 8)")
     spec = load_dataset(args.dataset)
     out = args.out or Path(f"{spec.root.resolve().name}_plan.yaml")
+    _refuse_dataset_file(out, spec.root)
     if out.exists() and not args.overwrite:
         raise OutputError(f"{out} already exists; choose another --out or pass --overwrite")
-    if args.gpu_memory is not None and args.gpu_memory <= 1.0:
-        raise InputError(f"--gpu-memory {args.gpu_memory} GB is too small; give the GPU's memory in GB (e.g. 8)")
-    if args.spacing is not None and min(args.spacing) <= 0:
-        raise InputError(f"--spacing {' '.join(map(str, args.spacing))}: spacings must be > 0 mm")
     with progress_bar("checking", len(spec.cases)) as advance:
         report = check_dataset(spec, progress=advance)
     if not report.ok:
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                          f"see `medseg check-dataset {args.dataset}`); fix them before planning")
     with progress_bar("fingerprint", len(spec.cases)) as advance:
         fp = compute_fingerprint(spec, progress=advance)
+    if args.spacing is not None:
+        _refuse_huge_grid(fp, args.spacing)
     plan = make_plan(fp, args.gpu_memory or default_gpu_memory(), spacing=args.spacing, base_filters=args.base_filters,
                      device=plan_device(args.device))
     save_plan(plan, out)
@@ -73,3 +77,36 @@ def run(args: argparse.Namespace) -> int:
     print("  normalisation " + ", ".join(
         f"ch{n.channel} {n.scheme}" + (f" clip {[round(c, 1) for c in n.clip]}" if n.clip else "") for n in t.normalization))
     return 0
+
+
+#: Voxels of one case resampled to the plan's spacing above which planning stops (4 GB as float32).
+MAX_CASE_VOXELS = 1_000_000_000
+
+
+def _refuse_dataset_file(out: Path, root: Path) -> None:
+    """The plan must never replace a file of the dataset it describes (dataset.json, images, labels,
+    splits.json), --overwrite or not."""
+    if not out.exists():
+        return
+    try:
+        inside = out.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if inside:
+        raise OutputError(f"--out {out} is a file of the dataset {root}; the plan never replaces dataset files, "
+                          "even with --overwrite -- write it elsewhere (e.g. ./plan.yaml)")
+
+
+def _refuse_huge_grid(fp: dict, spacing) -> None:
+    """Estimate each case's voxels at ``spacing`` (mm) before anything is allocated; refuse when the
+    largest would exceed :data:`MAX_CASE_VOXELS` (e.g. --spacing 0.01 0.01 0.01)."""
+    import numpy as np
+
+    shapes = np.asarray(fp["shapes"], float)
+    spacings = np.asarray(fp["spacings"], float)
+    voxels = np.prod(shapes * spacings / np.asarray(spacing, float), axis=1)
+    worst = float(voxels.max()) if voxels.size else 0.0
+    if not worst <= MAX_CASE_VOXELS:
+        raise InputError(f"--spacing {' '.join(f'{v:g}' for v in spacing)} mm would resample the largest case to "
+                         f"{worst:.3g} voxels (limit {MAX_CASE_VOXELS:.0e}); choose a coarser spacing "
+                         "(the automatic plan uses the dataset's median spacing)")

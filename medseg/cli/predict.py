@@ -43,7 +43,9 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--uncertainty", action="store_true",
                    help="also write OUT/<case>_uncertainty.nii.gz (entropy) and a per-case score in the manifest")
     p.add_argument("--resume", action="store_true", help="continue a batch in OUT_DIR: skip cases done with this model")
-    p.add_argument("--overwrite", action="store_true", help="redo every case of an existing OUT_DIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every case of an existing OUT_DIR, and replace files there that no manifest row "
+                        "accounts for (never an input; OUT_DIR inside an input folder is always refused)")
     p.add_argument("--organ-model", type=Path, metavar="RUN_DIR", help="stage-1 (organ) run of a cascade model")
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="local (default) or a Ray cluster")
     p.add_argument("--address", help="Ray cluster address (e.g. 10.0.0.5:6379; default: start a local Ray)")
@@ -53,6 +55,14 @@ def add_parser(sub, parents) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.predict.batch import predict_folder
+
+    if args.organ_model is not None:
+        om = args.organ_model
+        if not om.is_dir() or not any((om / c).is_file() for c in ("best.pt", "last.pt")):
+            from medseg.errors import InputError
+
+            raise InputError(f"--organ-model {om} is not a finished `medseg train` run (a folder with best.pt or "
+                             "last.pt); give the run directory of the stage-1 (organ) model")
 
     s = predict_folder(args.model, args.inputs, args.out, device=args.device, tta=args.tta, overlap=args.overlap,
                        fmt=args.fmt, uncertainty=args.uncertainty, resume=args.resume, overwrite=args.overwrite,

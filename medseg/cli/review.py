@@ -1,7 +1,8 @@
-"""``medseg review DIR [--reviewer NAME]``: review and correct masks in napari.
+"""``medseg review DIR [--reviewer NAME]``: review and correct masks in napari;
+``medseg review DIR --export OUT``: write the accepted cases as an nnU-Net dataset, no GUI.
 
-napari and the napari-medseg plugin are optional: they are imported only when the command
-runs, so the core CLI never needs Qt.
+napari and the napari-medseg plugin are optional: they are imported only when the GUI is
+opened, so the core CLI never needs Qt; ``--export`` imports neither (:mod:`medseg.review`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def add_parser(sub, parents) -> None:
     )
     p.add_argument("dir", type=Path, help="folder with the masks to review")
     p.add_argument("--reviewer", default=None, help="your name, recorded with each status change (default: login name)")
+    p.add_argument("--export", type=Path, metavar="OUT_DATASET", default=None,
+                   help="do not open napari: write the approved and corrected cases of DIR as an nnU-Net dataset "
+                   "OUT_DATASET (dataset.json with the run's class names, imagesTr/, labelsTr/), ready for "
+                   "`medseg check-dataset` and training; DIR is only read")
+    p.add_argument("--statuses", default="approved,corrected", metavar="LIST",
+                   help="with --export: the statuses to export, comma-separated (default approved,corrected)")
 
 
 def _import_napari():
@@ -51,7 +58,26 @@ def _check_display() -> None:
                           "session, over ssh -X, or for a test under xvfb-run")
 
 
+def export(args: argparse.Namespace) -> int:
+    """``--export``: no napari, no Qt; the review folder is opened read-only."""
+    from medseg.review.export import export_nnunet
+    from medseg.review.state import STATUSES, ReviewSession
+
+    statuses = tuple(s.strip() for s in str(args.statuses).split(",") if s.strip())
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown or not statuses:
+        raise MedsegError(f"--statuses {args.statuses!r}: unknown status {', '.join(unknown) or '(none)'}; "
+                          f"use some of {', '.join(STATUSES)}")
+    session = ReviewSession(args.dir, readonly=True)
+    result = export_nnunet(session, args.export, statuses=statuses,
+                           progress=lambda case: sys.stderr.write(f"exporting {case}\n"))
+    print(result.summary())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "export", None) is not None:
+        return export(args)
     napari, ReviewWidget = _import_napari()
     from napari_medseg.correction_widget import CorrectionWidget
     from napari_medseg.review.cases import discover

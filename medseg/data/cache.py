@@ -5,8 +5,9 @@ preprocessing>/<case>/`` holding ``image.npy`` (float32, (C, X, Y, Z), model spa
 ``label.npy`` (uint8, (X, Y, Z)), ``locations.npz`` (foreground voxel indices per class, for
 patch sampling) and ``meta.json`` (written last: the entry is valid only when it exists).
 
-An entry is reused when its plan hash matches and every source file has the same size and
-modification time as when it was made; otherwise it is recomputed. ``CACHE_ROOT`` is
+An entry is reused when its plan hash matches and every source file has the same size,
+modification time, change time (ctime) and inode as when it was made; otherwise it is
+recomputed. ``CACHE_ROOT`` is
 ``$MEDSEG_CACHE`` or ``~/.cache/medseg`` -- never the user's dataset folder (inputs stay
 untouched). Arrays are opened with ``np.load(mmap_mode="r")`` so loader workers share the
 OS page cache instead of pickling volumes.
@@ -48,11 +49,15 @@ def plan_hash(plan: Plan) -> str:
 
 
 def _signature(case: Case) -> list:
-    """[resolved path, size, mtime_ns] of every source file: a change makes the entry stale."""
+    """[resolved path, size, mtime_ns, ctime_ns, inode] of every source file: any change makes the
+    entry stale. The mtime alone misses a rewrite that restores it (``cp -p``, ``rsync -t``,
+    ``touch -r``, a tool that keeps timestamps) and two writes within the clock's tick; the
+    ctime is set by the kernel on every write or rename and cannot be set back by the user,
+    and the inode changes when a file is replaced by another (atomic saves, ``mv``)."""
     out = []
     for p in [*case.images, case.label]:
         st = p.stat()
-        out.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+        out.append([str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
     return out
 
 
@@ -122,6 +127,16 @@ def _preprocess_case(case: Case, plan: Plan, folder: Path, key: str, signature: 
     return meta
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 class PreprocessedCache:
     """The cache of one dataset under one plan (see module docstring)."""
 
@@ -144,8 +159,23 @@ class PreprocessedCache:
             return None
         return meta
 
+    def _clean_dead_temps(self) -> None:
+        """Remove ``.<case>.tmp-<pid>-<thread>`` folders of killed runs (their pid is gone); a
+        live process's temporary folder (another run filling the same cache) is left alone."""
+        if not self.folder.is_dir():
+            return
+        for p in self.folder.glob(".*.tmp-*-*"):
+            try:
+                pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+
     def ensure(self, progress: Callable[[str], None] | None = None, workers: int = 1) -> dict:
         """Preprocess missing or stale cases. Returns ``{"computed": n, "reused": m}``."""
+        self._clean_dead_temps()
         todo, reused = [], 0
         for case in self.spec.cases:
             if self._valid(case) is None:

@@ -123,9 +123,32 @@ def _labels(data: dict, path: Path) -> dict[str, int]:
     return {name: value for value, name in by_value.items()}
 
 
-def _channels(data: dict) -> dict[int, str]:
-    raw = data.get("channel_names") or data.get("modality") or {"0": "unknown"}
-    return {int(k): str(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+def _channels(data: dict, path: Path | None = None) -> dict[int, str]:
+    """``channel_names`` (nnU-Net) / ``modality`` (Decathlon): ``{"0": "CT", "1": "T2"}`` with
+    keys 0..n-1. Raises InputError for any other shape."""
+    key = "channel_names" if data.get("channel_names") else "modality"
+    raw = data.get(key) or {"0": "unknown"}
+    where = f"{path}: '{key}'" if path is not None else f"'{key}'"
+    if not isinstance(raw, dict):
+        raise InputError(f"{where} must map channel numbers to names, e.g. {{\"0\": \"CT\"}}; got {raw!r:.80}")
+    try:
+        out = {int(str(k)): str(v) for k, v in raw.items()}
+    except ValueError:
+        raise InputError(f"{where}: keys must be channel numbers \"0\", \"1\", ...; got "
+                         f"{', '.join(map(repr, list(raw)[:4]))}") from None
+    if sorted(out) != list(range(len(out))) or any(isinstance(v, (dict, list)) for v in raw.values()):
+        raise InputError(f"{where}: channels must be numbered 0..{len(out) - 1} with one name each; got {raw!r:.80}")
+    return dict(sorted(out.items()))
+
+
+def _num_training(data: dict, path: Path) -> int | None:
+    if "numTraining" not in data:
+        return None
+    v = data["numTraining"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise InputError(f"{path}: 'numTraining' must be a whole number >= 0 (the number of training cases); "
+                         f"got {v!r:.40}")
+    return v
 
 
 def _inside(root: Path, rel: str, spec: DatasetSpec, case_id: str) -> Path | None:
@@ -148,8 +171,16 @@ def _load_msd(root: Path, data: dict, spec: DatasetSpec) -> None:
         lab = _inside(root, str(entry["label"]), spec, case_id)
         if img is not None and lab is not None:
             spec.cases.append(Case(case_id, [img], lab))
-    for rel in data.get("test") or []:
-        rel = rel["image"] if isinstance(rel, dict) else str(rel)
+    test = data.get("test") or []
+    if not isinstance(test, list):
+        spec.problems.append(("test", f"'test' must be a list of image paths; got {test!r:.60}"))
+        test = []
+    for i, rel in enumerate(test):
+        if isinstance(rel, dict) and isinstance(rel.get("image"), str):
+            rel = rel["image"]
+        elif not isinstance(rel, str) or not rel:
+            spec.problems.append((f"test[{i}]", f"entry must be an image path (or {{\"image\": path}}); got {rel!r:.60}"))
+            continue
         case_id = split_suffix(Path(rel))[0]
         img = _inside(root, rel, spec, case_id)
         if img is not None:
@@ -202,9 +233,9 @@ def load_dataset(root: str | Path) -> DatasetSpec:
         layout=layout,
         name=str(data.get("name", root.name)),
         labels=_labels(data, json_path),
-        channels=_channels(data),
+        channels=_channels(data, json_path),
         file_ending=ending,
-        num_training_declared=int(data["numTraining"]) if "numTraining" in data else None,
+        num_training_declared=_num_training(data, json_path),
     )
     if layout == "msd":
         _load_msd(root, data, spec)

@@ -23,7 +23,7 @@ from medseg.io.arrays import label_dtype, storable
 from medseg.io.atomic import atomic_dir_files, atomic_path
 from medseg.io.dicom import DEFAULT_TOLERANCE, read_dicom
 from medseg.io.dicom_scan import DicomScan, DicomSeries, scan_dicom
-from medseg.io.dicom_seg import read_dicom_seg, write_dicom_seg
+from medseg.io.dicom_seg import is_dicom_seg, read_dicom_seg, write_dicom_seg
 from medseg.io.formats import input_format, output_format, split_suffix
 from medseg.io.itk import read_itk, write_itk
 from medseg.io.nifti import read_nifti, write_nifti
@@ -36,6 +36,7 @@ __all__ = [
     "scan_dicom",
     "write_dicom_seg",
     "read_dicom_seg",
+    "is_dicom_seg",
     "DicomScan",
     "DicomSeries",
     "input_format",
@@ -65,7 +66,10 @@ def read_volume(
 
     Args:
         path: ``.nii``/``.nii.gz``, ``.nrrd``/``.seg.nrrd``/``.nhdr``, ``.mha``/``.mhd``, a
-            DICOM file, or a folder (searched recursively) with one or more DICOM series.
+            DICOM file, or a folder (searched recursively) with one or more DICOM series. A
+            DICOM SEG file is read as a label map (see :func:`medseg.io.dicom_seg.read_dicom_seg`:
+            value = the class value medseg recorded, else the segment number; the grid spans
+            the slices holding frames; ``meta["segments"]`` = {value: segment label}).
         series_uid: for DICOM folders with several series, which one (default: most slices).
         allow_nonuniform: accept DICOM series whose slice steps deviate more than
             ``dicom_tolerance`` (relative) from the mean -- e.g. missing slices.
@@ -84,6 +88,8 @@ def read_volume(
             return read_nifti(path)
         if fmt in ("nrrd", "metaimage"):
             return read_itk(path, fmt)
+        if path.is_file() and is_dicom_seg(path):
+            return read_dicom_seg(path)[0]
         return read_dicom(path, series_uid, allow_nonuniform, dicom_tolerance)
     except PermissionError as e:
         raise InputError(f"{e.filename or path} cannot be read (permission denied)") from e

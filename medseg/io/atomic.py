@@ -2,16 +2,114 @@
 
 A crash or Ctrl-C during a write leaves either the old file or nothing -- never half a file
 under the final name (DESIGN.md convention 6).
+
+Permissions: a finished output has the mode a plain ``open(path, "w")`` would give it,
+``0o666 & ~umask`` for files and ``0o777 & ~umask`` for folders (``tempfile`` creates its files
+0600 and folders 0700, which would make every output private on a shared machine).
+Temporary names start with ``.<final name>.`` and contain ``.tmp``, so :func:`clean_stale_temps`
+can remove what a killed run left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def safe_resolve(p: Path) -> Path:
+    """``p.resolve()``, or the absolute path when it cannot be resolved (a symlink loop, a
+    permission problem): resolving a path must never stop a batch."""
+    try:
+        return Path(p).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(p))
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status`` on Linux; elsewhere
+    the set-and-restore dance, which is not thread-safe but is the only portable way)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode bits of a new output file: ``0o666 & ~umask`` (0644 with umask 022)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """Mode bits of a new output folder: ``0o777 & ~umask`` (0755 with umask 022)."""
+    return 0o777 & ~current_umask()
+
+
+def _chmod(path, mode: int) -> None:
+    """chmod, best effort: a filesystem without POSIX modes (FAT, some network mounts) must not
+    fail the write."""
+    try:
+        os.chmod(path, mode)
+    except (NotImplementedError, PermissionError, OSError):
+        pass
+
+
+def fix_modes(path: Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the umask's default modes."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        _chmod(path, dir_mode())
+        for root, dirs, files in os.walk(path):
+            for d in dirs:
+                _chmod(os.path.join(root, d), dir_mode())
+            for f in files:
+                _chmod(os.path.join(root, f), file_mode())
+    else:
+        _chmod(path, file_mode())
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?:[A-Za-z0-9_]{8}\.(?:tmp.*|old)|tmp-\d+-\d+)$")
+
+
+def is_temp_name(name: str, final: str | None = None) -> bool:
+    """Whether ``name`` is a temporary name of medseg's atomic writers -- ``.x.nii.gz.k3j2_a9b.tmp.nii.gz``,
+    ``.x.mhd.k3j2_a9b.tmpdir``, ``.last.pt.k3j2_a9b.tmp.pt``, ``.case.tmp-12-34`` -- (for the
+    output ``final`` only, when given)."""
+    m = _TEMP_NAME.match(name)
+    return bool(m) and (final is None or m["final"] == final)
+
+
+def clean_stale_temps(folder: Path, recursive: bool = False, final: str | None = None) -> list[Path]:
+    """Remove what killed atomic writes left in ``folder``: files and folders named like
+    :func:`is_temp_name` (of the output ``final`` only, when given). Returns what was removed;
+    anything else is left alone."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    candidates = folder.rglob(".*") if recursive else folder.glob(".*")
+    for p in sorted(candidates, key=lambda q: -len(q.parts)):
+        if not is_temp_name(p.name, final) or any(p in r.parents for r in removed):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 @contextlib.contextmanager
@@ -28,6 +126,7 @@ def atomic_path(final: Path, suffix: str) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _chmod(tmp, file_mode())
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -53,6 +152,7 @@ def atomic_dir_files(final: Path) -> Iterator[Path]:
         yield tmpdir / final.name
         produced = sorted(tmpdir.iterdir(), key=lambda p: p.name == final.name)
         for p in produced:
+            fix_modes(p)
             os.replace(p, final.parent / p.name)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

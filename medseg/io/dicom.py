@@ -213,9 +213,35 @@ def _read_with_sitk(path: Path, first_error: Exception) -> np.ndarray:
     return arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr
 
 
+def _check_header_numbers(slices: list[SliceHeader]) -> None:
+    """Refuse headers no valid volume can come from: PixelSpacing not finite and > 0 (mm),
+    NaN/inf positions or orientation, a degenerate orientation, NaN/inf rescale values."""
+    first = slices[0]
+    sp = np.asarray(first.pixel_spacing, float)
+    if sp.shape != (2,) or not (np.all(np.isfinite(sp)) and np.all(sp > 0)):
+        raise GeometryError(f"{first.path}: PixelSpacing {sp.tolist()} mm is not valid (must be two finite "
+                            "values > 0); the series cannot be placed in space -- fix or re-export it")
+    ori = np.asarray(first.orientation, float)
+    if not np.all(np.isfinite(ori)) or np.linalg.norm(np.cross(ori[:3], ori[3:])) < 1e-3:
+        raise GeometryError(f"{first.path}: ImageOrientationPatient {ori.tolist()} is not a valid orientation; "
+                            "fix or re-export the series")
+    for sl in slices:
+        if not np.all(np.isfinite(np.asarray(sl.position, float))):
+            raise GeometryError(f"{sl.path}: ImagePositionPatient holds NaN or infinite values; fix or re-export "
+                                "the series")
+        if not (np.isfinite(float(sl.slope)) and np.isfinite(float(sl.intercept))):
+            raise InputError(f"{sl.path}: RescaleSlope/RescaleIntercept {sl.slope}/{sl.intercept} are not finite "
+                             "numbers; fix or re-export the series")
+
+
 def _voxels(slices: list[SliceHeader]) -> np.ndarray:
-    """Stack slices into ``[i=column, j=row, k=slice]`` with rescale applied."""
-    integral = all(float(s.slope).is_integer() and float(s.intercept).is_integer() for s in slices)
+    """Stack slices into ``[i=column, j=row, k=slice]`` with rescale applied.
+
+    Raises:
+        InputError: a RescaleSlope/Intercept so large that the voxel values overflow float32.
+    """
+    integral = all(float(s.slope).is_integer() and float(s.intercept).is_integer()
+                   and abs(float(s.slope)) <= 2**16 and abs(float(s.intercept)) <= 2**30 for s in slices)
     cache: dict = {}
     planes = []
     for s in slices:
@@ -227,7 +253,12 @@ def _voxels(slices: list[SliceHeader]) -> np.ndarray:
         elif integral:
             planes.append(px.astype(np.int32) * int(s.slope) + int(s.intercept))
         else:
-            planes.append(px.astype(np.float32) * np.float32(s.slope) + np.float32(s.intercept))
+            with np.errstate(over="ignore", invalid="ignore"):
+                plane = px.astype(np.float64) * float(s.slope) + float(s.intercept)
+            if not np.all(np.abs(plane) <= np.finfo(np.float32).max):
+                raise InputError(f"{s.path}: RescaleSlope {s.slope} / RescaleIntercept {s.intercept} make the voxel "
+                                 "values overflow (beyond 3.4e38); the header is damaged -- fix or re-export the series")
+            planes.append(plane.astype(np.float32))
     vol = np.stack(planes, axis=-1)  # (rows, cols, k)
     vol = np.ascontiguousarray(vol.transpose(1, 0, 2))  # (cols, rows, k) = [i, j, k]
     if np.issubdtype(vol.dtype, np.integer) and vol.dtype.itemsize > 2:
@@ -264,6 +295,7 @@ def read_dicom(
     series = select_series(scan, series_uid)
     _check_consistent(series)
     slices, proj = sort_slices(series)
+    _check_header_numbers(slices)
     if len(slices) > 1:
         _check_spacing(series, proj, tolerance, allow_nonuniform)
     array = _voxels(slices)

@@ -63,10 +63,17 @@ class DicomSeries:
     patient_id: str = ""
     series_number: int | None = None
     folder: Path | None = None
+    folders: list[Path] = field(default_factory=list)  # every folder holding slices of the series
 
     @property
     def n_slices(self) -> int:
         return len(self.slices)
+
+    @property
+    def duplicate_sops(self) -> int:
+        """How many slices repeat an earlier SOPInstanceUID (a copy of the series, or of some files)."""
+        uids = [s.sop_instance_uid for s in self.slices if s.sop_instance_uid]
+        return len(uids) - len(set(uids))
 
     def summary(self) -> dict:
         """JSON-friendly description used by ``medseg info`` and error messages."""
@@ -255,6 +262,8 @@ def scan_dicom(root: Path) -> DicomScan:
                 folder=path.parent,
             )
         s.slices.extend(headers)
+        if path.parent not in s.folders:
+            s.folders.append(path.parent)
     scan = DicomScan(root=root, series=list(by_uid.values()), skipped=skipped, n_files=len(files))
     if not scan.series:
         if all(reason == "not DICOM" for _, reason in skipped):

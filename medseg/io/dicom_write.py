@@ -34,6 +34,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, 
 from pydicom.valuerep import format_number_as_ds
 
 from medseg.errors import GeometryError, OutputError
+from medseg.io.atomic import fix_modes
 from medseg.geometry import LPS_TO_RAS
 from medseg.volume import Volume
 
@@ -173,6 +174,7 @@ def write_dicom_series(
             name = f"IM_{k:04d}.dcm"
             _slice_dataset(common, stored[:, :, k], lps, k).save_as(tmp / name, enforce_file_format=True)
             names.append(name)
+        fix_modes(tmp)  # mkdtemp makes it 0700: give the series folder the umask's mode
         _replace_dir(tmp, folder)
     except OSError as e:
         raise OutputError(f"cannot write {folder} ({e.strerror or e}); check the folder and free disk space") from e

@@ -43,6 +43,51 @@ def slicer_segments(reader_or_image) -> dict[int, str]:
     return dict(sorted(out.items()))
 
 
+def _element_data_file(path: Path) -> str | None:
+    """The ``ElementDataFile`` value of a MetaImage header, as written (None when absent)."""
+    try:
+        with open(path, encoding="latin-1") as f:
+            head = f.read(65536)
+    except OSError:
+        return None
+    for line in head.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "ElementDataFile":
+            return value.strip()
+    return None
+
+
+def mhd_data_files(path: Path) -> list[Path]:
+    """The data file a MetaImage header ``path`` (``.mhd``) names in ``ElementDataFile``, joined
+    to the header's folder ([] for ``LOCAL``, no such line, or a ``LIST``/pattern form)."""
+    value = _element_data_file(path)
+    if not value or value.upper() == "LOCAL" or value.upper().startswith("LIST") or "%" in value:
+        return []
+    return [Path(path).parent / value]
+
+
+def data_file_names(header: Path) -> list[Path]:
+    """Companion data files SimpleITK writes next to a ``.mhd`` output (``X.raw``, ``X.zraw``)."""
+    stem = Path(header).name[: -len(".mhd")]
+    return [Path(header).parent / f"{stem}{s}" for s in (".raw", ".zraw")]
+
+
+def _check_mhd_data_file(path: Path) -> None:
+    """Refuse a MetaImage header whose ``ElementDataFile`` leaves its folder (``../../etc/passwd``,
+    an absolute path, a symlink out): reading it would disclose an unrelated file as voxels."""
+    value = _element_data_file(path)
+    for data in mhd_data_files(path):
+        folder = Path(path).parent.resolve()
+        try:
+            target = data.resolve()
+        except (OSError, RuntimeError):
+            target = data
+        if Path(value).is_absolute() or ".." in Path(value).parts or not target.is_relative_to(folder):
+            raise InputError(f"{path} names its voxel data {value!r} outside its own folder; medseg reads "
+                             "MetaImage data files only from the header's folder -- move the data file next to "
+                             "the header and set ElementDataFile to its name")
+
+
 def read_itk(path: Path, fmt: str) -> Volume:
     """Read an NRRD or MetaImage file; voxel data are loaded immediately.
 
@@ -50,6 +95,8 @@ def read_itk(path: Path, fmt: str) -> Volume:
         Volume whose array is the ``[i, j, k]`` view of the file's voxels and whose affine is
         the file's LPS geometry converted to RAS+.
     """
+    if str(path).lower().endswith(".mhd"):
+        _check_mhd_data_file(Path(path))
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -89,7 +136,24 @@ def read_itk(path: Path, fmt: str) -> Volume:
         meta["segments"] = segments
     if array.shape != tuple(size) + (1,) * (3 - dim):
         raise GeometryError(f"{path}: unexpected voxel layout {array.shape} for size {tuple(size)}")
+    check_lps_geometry(path, spacing, origin, direction)
     return Volume(array, affine_from_lps(spacing, origin, direction), meta)
+
+
+def check_lps_geometry(path, spacing, origin, direction) -> None:
+    """Refuse a grid no affine can hold: spacing not finite and > 0 (mm), NaN/inf origin, or
+    direction cosines that are not finite or are singular (two axes along one direction)."""
+    sp = np.asarray(spacing, float)
+    if not (np.all(np.isfinite(sp)) and np.all(sp > 0)):
+        raise GeometryError(f"{path}: the voxel spacing {[float(v) for v in sp]} mm is not valid (must be finite "
+                            "and > 0); fix the header or re-export the scan")
+    if not np.all(np.isfinite(np.asarray(origin, float))):
+        raise GeometryError(f"{path}: the origin {list(origin)} holds NaN or infinite values; fix the header or "
+                            "re-export the scan")
+    d = np.asarray(direction, float)
+    if not np.all(np.isfinite(d)) or not abs(float(np.linalg.det(d.reshape(3, 3)))) > 1e-6:
+        raise GeometryError(f"{path}: the direction cosines {np.round(d.reshape(-1), 4).tolist()} are not a valid "
+                            "orientation (NaN, or two axes along one direction); fix the header or re-export")
 
 
 def write_itk(volume: Volume, path: Path) -> None:

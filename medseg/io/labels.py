@@ -124,3 +124,74 @@ def read_labels(path: str | Path) -> LabelTable | None:
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise InputError(f"{path} is not a valid labels file ({e}); expected "
                          '{"labels": {"background": 0, "<name>": 1, ...}}') from None
+
+
+# ---- the label table of one mask file -------------------------------------------------------
+#: How many folders above a mask file are searched for its labels.json / dataset.json (a
+#: ``medseg predict`` DICOM SEG output ``OUT/<study>/<series>/seg.dcm`` sits three below OUT).
+SEARCH_DEPTH = 3
+
+
+def label_values(array) -> list[int]:
+    """The values present in a label map, ascending (a bincount for non-negative integers)."""
+    import numpy as np
+
+    a = np.asarray(array)
+    if a.size == 0:
+        return []
+    if a.dtype.kind == "b":
+        a = a.view(np.uint8)
+    if a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 65535:
+        return [int(v) for v in np.unique(a)]
+    return np.flatnonzero(np.bincount(a.ravel().astype(np.int64, copy=False))).tolist()
+
+
+def find_labels(mask_path: str | Path) -> LabelTable | None:
+    """The label table that goes with a mask file: ``labels.json`` (else ``dataset.json``) in
+    its folder or up to :data:`SEARCH_DEPTH` folders above (the first found wins; the search
+    stops at a folder holding ``manifest.csv``, the top of a prediction folder). A malformed
+    file there is skipped (None)."""
+    from medseg.errors import InputError
+
+    folder = Path(mask_path).parent
+    for _ in range(SEARCH_DEPTH + 1):
+        try:
+            table = read_labels(folder)
+        except InputError:
+            table = None
+        if table is not None:
+            return table
+        if (folder / "manifest.csv").is_file() or folder.parent == folder:
+            return None
+        folder = folder.parent
+    return None
+
+
+def mask_label_table(volume, path: str | Path | None = None, table: LabelTable | None = None) -> LabelTable:
+    """Names and colours of a mask's classes, for viewers, review and reports.
+
+    Sources, first found wins: ``table`` (given by the caller, e.g. a run's labels.json); the
+    labels.json / dataset.json next to the file (:func:`find_labels`); the segments stored in
+    the file (DICOM SEG segment labels, Slicer ``.seg.nrrd`` segments: ``volume.meta["segments"]``
+    {value: name}, colours ``volume.meta["colors"]`` {value: RGB 0-255}). Colours of the file's
+    segments fill in where the table has none. Every value present in the mask that the table
+    lacks is added as ``class_<v>``; background 0 is always there.
+    """
+    segments = {int(v): str(n) for v, n in ((volume.meta or {}).get("segments") or {}).items()}
+    seg_colors = {int(v): c for v, c in ((volume.meta or {}).get("colors") or {}).items()}
+    path = path or (volume.meta or {}).get("path")
+    if table is None and path:
+        table = find_labels(path)
+    if table is None and segments:
+        table = LabelTable({"background": 0, **{n: v for v, n in segments.items() if v != 0}},
+                           {segments[v]: c for v, c in seg_colors.items() if v in segments})
+    if table is None:
+        table = LabelTable({"background": 0})
+    elif seg_colors:
+        explicit = dict(table.colors)
+        for v, c in seg_colors.items():
+            name = table.names.get(v)
+            if name is not None and name == segments.get(v):
+                explicit[name] = tuple(int(x) for x in c)[:3]
+        table = LabelTable(table.labels, explicit, table.source)
+    return table.with_values(label_values(volume.array))[0]

@@ -2,7 +2,20 @@
 
 The case id of a file is its name without the image suffix (``case_01.nii.gz`` ->
 ``case_01``; see :func:`medseg.io.formats.split_suffix`). Files without an image suffix
-(``dataset.json``, ``plans.json``) and hidden files are ignored; sub-folders are not searched.
+(``dataset.json``, ``plans.json``) and hidden files are ignored; sub-folders are not searched,
+except for DICOM SEG files:
+
+* a DICOM SEG ``X.dcm`` directly in the folder is case ``X``;
+* ``medseg predict --format dicom-seg`` writes ``OUT/<case>/seg.dcm`` (``<case>`` may be
+  nested, ``study/series``): case ``<case>`` (with ``/``).
+
+In a prediction folder, ``<case>_uncertainty.nii.gz`` maps (written by ``medseg predict
+--uncertainty``) are companions of a prediction, not predictions.
+
+A SEG read without its source spans only the slices holding frames; it is placed on its
+reference's grid (:func:`medseg.io.dicom_seg.place_on_grid`) before scoring, and its segments
+get their class values as medseg recorded them (else by name from the prediction folder's
+``labels.json``, else the segment numbers).
 
 A case that cannot be scored (no prediction, an unreadable file, mismatched grids, an
 undeclared label) is recorded with its reason and the others go on (DESIGN.md convention 5).
@@ -16,6 +29,7 @@ from pathlib import Path
 
 from medseg.errors import InputError
 from medseg.io import read_volume
+from medseg.io.dicom_seg import is_dicom_seg, place_on_grid, read_dicom_seg
 from medseg.io.formats import split_suffix
 from medseg.metrics.case import ROW_COLUMNS, CaseResult, evaluate_case
 from medseg.metrics.labels import load_labels
@@ -69,15 +83,33 @@ class Evaluation:
                           "error": message})
 
 
-def list_cases(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """Image files directly in ``folder`` by case id, and ``{case: problem}`` for duplicates."""
+#: Name ending of the uncertainty maps ``medseg predict --uncertainty`` writes next to a mask.
+UNCERTAINTY_SUFFIX = "_uncertainty"
+#: File name of a ``medseg predict --format dicom-seg`` output inside its case folder.
+SEG_NAME = "seg.dcm"
+
+
+def list_cases(folder: Path, predictions: bool = False) -> tuple[dict[str, Path], dict[str, str]]:
+    """Label maps in ``folder`` by case id, and ``{case: problem}`` for duplicates: image files
+    directly in it, DICOM SEG files ``X.dcm`` directly in it, and ``<case>/seg.dcm`` below it.
+    ``predictions``: leave out ``*_uncertainty`` maps (companions of a prediction)."""
     found: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file():
+            continue
         case, suffix = split_suffix(p)
-        if suffix and p.is_file() and not p.name.startswith("."):
-            found.setdefault(case, []).append(p)
+        if not suffix and p.suffix.lower() == ".dcm" and is_dicom_seg(p):
+            case, suffix = p.name[: -len(p.suffix)], ".dcm"
+        if not suffix or (predictions and case.endswith(UNCERTAINTY_SUFFIX)):
+            continue
+        found.setdefault(case, []).append(p)
+    for p in sorted(folder.rglob(SEG_NAME)):
+        rel = p.parent.relative_to(folder)
+        if p.parent == folder or any(part.startswith(".") for part in rel.parts) or not is_dicom_seg(p):
+            continue
+        found.setdefault(rel.as_posix(), []).append(p)
     cases = {c: ps[0] for c, ps in found.items() if len(ps) == 1}
-    dupes = {c: f"{len(ps)} files for one case ({', '.join(p.name for p in ps)}); keep one"
+    dupes = {c: f"{len(ps)} files for one case ({', '.join(str(p.relative_to(folder)) for p in ps)}); keep one"
              for c, ps in found.items() if len(ps) > 1}
     return cases, dupes
 
@@ -98,10 +130,10 @@ def match_cases(pred: str | Path, ref: str | Path) -> CasePairs:
         return CasePairs(pairs=[(split_suffix(ref)[0], pred, ref)])
     if not (pred.is_dir() and ref.is_dir()):
         raise InputError(f"--pred {pred} and --ref {ref} must both be files or both be folders")
-    preds, pred_dupes = list_cases(pred)
+    preds, pred_dupes = list_cases(pred, predictions=True)
     refs, ref_dupes = list_cases(ref)
     if not refs and not ref_dupes:
-        raise InputError(f"{ref} holds no label maps (.nii.gz, .nii, .nrrd, .mha, ...); check --ref")
+        raise InputError(f"{ref} holds no label maps (.nii.gz, .nii, .nrrd, .mha, DICOM SEG ...); check --ref")
     if refs and not set(refs) & (set(preds) | set(pred_dupes)):
         raise InputError(
             f"no case id is common to {pred} and {ref} (e.g. reference {next(iter(refs))!r}); name each "
@@ -151,11 +183,40 @@ def evaluate_folders(
     return ev
 
 
+def read_label_map(path: Path, labels: dict[int, str] | None = None):
+    """A label map for scoring: :func:`medseg.io.read_volume`, except that a DICOM SEG gets its
+    class values as recorded by medseg, else by segment label from ``labels`` ({value: name}),
+    else from the ``labels.json`` of its (prediction) folder."""
+    if not is_dicom_seg(path):
+        return read_volume(path)
+    from medseg.io.labels import find_labels
+
+    table = {n: v for v, n in labels.items()} if labels else find_labels(path)
+    return read_dicom_seg(path, labels=table)[0]
+
+
+def on_common_grid(pred_vol, ref_vol):
+    """``(pred, ref)`` with a DICOM SEG (which spans only its frames) placed on the other's
+    grid when it is a block of it; unchanged otherwise (the scorer then reports the mismatch)."""
+    if pred_vol.same_grid(ref_vol.geometry):
+        return pred_vol, ref_vol
+    if pred_vol.meta.get("format") == "dicom-seg":
+        placed = place_on_grid(pred_vol, ref_vol.geometry)
+        if placed is not None:
+            return placed, ref_vol
+    if ref_vol.meta.get("format") == "dicom-seg":
+        placed = place_on_grid(ref_vol, pred_vol.geometry)
+        if placed is not None:
+            return pred_vol, placed
+    return pred_vol, ref_vol
+
+
 def _evaluate_one(ev: Evaluation, case: str, pred_path: Path, ref_path: Path, labels, options: dict) -> None:
     """Read and score one case; any error is recorded for this case only."""
     try:
-        ref_vol = read_volume(ref_path)
-        pred_vol = read_volume(pred_path)
+        ref_vol = read_label_map(ref_path, labels)
+        pred_vol = read_label_map(pred_path, labels)
+        pred_vol, ref_vol = on_common_grid(pred_vol, ref_vol)
         ev.add(evaluate_case(pred_vol, ref_vol, labels=labels, case=case, **options))
     except (KeyboardInterrupt, SystemExit):
         raise

@@ -20,14 +20,37 @@ from medseg.volume import Volume
 
 
 def read_case(case: CaseInput) -> list[Volume]:
-    """The input channels of ``case`` (one Volume each). Raises what the readers raise."""
-    if case.notes:
-        from medseg.errors import InputError
+    """The input channels of ``case`` (one Volume each). Raises what the readers raise, and
+    InputError for a scan with NaN/inf voxels (the network would turn them into an empty or
+    garbage mask, reported as ``done``)."""
+    from medseg.errors import InputError
 
+    if case.notes:
         raise InputError("; ".join(case.notes))
     if case.is_dicom:
-        return [read_volume(case.sources[0], series_uid=case.series_uid)]
-    return [read_volume(p) for p in case.sources]
+        vols = [read_volume(case.sources[0], series_uid=case.series_uid)]
+    else:
+        vols = [read_volume(p) for p in case.sources]
+    for v, src in zip(vols, case.sources):
+        bad = non_finite_voxels(v.array)
+        if bad:
+            raise InputError(f"{src} has {bad} NaN or infinite voxel value(s) of {v.array.size}; medseg does not "
+                             "segment a scan with undefined intensities -- fix or re-export it")
+    return vols
+
+
+def non_finite_voxels(array) -> int:
+    """Number of NaN/inf values in ``array`` (0 for integer arrays), counted slab by slab so a
+    large scan needs no second full-size boolean array."""
+    import numpy as np
+
+    a = np.asarray(array)
+    if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.complexfloating):
+        return 0
+    step = max(1, a.shape[-1] // 16) if a.ndim else 1
+    if a.ndim == 0:
+        return int(not np.isfinite(a))
+    return int(sum(int(np.count_nonzero(~np.isfinite(a[..., k:k + step]))) for k in range(0, a.shape[-1], step)))
 
 
 def error_text(e: BaseException) -> str:
@@ -67,9 +90,10 @@ def run_case(predictor, case: CaseInput, out_dir: Path, fmt: str, uncertainty: b
     """
     t0 = time.perf_counter()
     prefetched = channels is not None or read_error is not None
-    row = {"case": case.key, "input": case.input_text, "output": "", "status": "failed", "error": "",
-           "model_id": predictor.model_id}
+    row = {"case": case.key, "input": "", "output": "", "status": "failed", "error": "",
+           "model_id": getattr(predictor, "model_id", "")}
     try:
+        row["input"] = case.input_text
         if channels is None and read_error is None:
             channels = read_case(case)
             read_seconds = time.perf_counter() - t0
@@ -89,6 +113,8 @@ def run_case(predictor, case: CaseInput, out_dir: Path, fmt: str, uncertainty: b
                     "read_s": round(read_seconds, 3), "write_s": round(time.perf_counter() - t_write, 3)})
         row.update({f"{k}_s": round(v, 3) for k, v in pred.timings.items()})
         row.update({f"volume_ml_{n}": v for n, v in pred.volumes_ml.items()})
+        if getattr(pred, "notes", None):
+            row["note"] = "; ".join(pred.notes)
     except Exception as e:  # noqa: BLE001 -- one bad case never stops the batch (Ctrl-C still does)
         row["error"] = error_text(e)
         _free_gpu()

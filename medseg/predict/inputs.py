@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.io.atomic import safe_resolve
 from medseg.io.formats import READ_SUFFIXES, split_suffix
 
 FORMATS = {"nifti": ".nii.gz", "nrrd": ".nrrd", "dicom-seg": "/seg.dcm"}
@@ -42,12 +43,23 @@ class CaseInput:
 
     @property
     def input_text(self) -> str:
-        """The manifest's ``input`` column: the path (channels joined by ';'), absolute."""
-        text = ";".join(str(p.resolve()) for p in self.sources)
+        """The manifest's ``input`` column: the path (channels joined by ';'), absolute. Never
+        raises (a path that cannot be resolved, e.g. a symlink loop, is given as is)."""
+        text = ";".join(str(safe_resolve(p)) for p in self.sources)
         return text + (f"#{self.series_uid}" if self.series_uid and self.is_dicom else "")
 
     def output(self, out_dir: Path, fmt: str) -> Path:
         return out_dir / (self.key + FORMATS[fmt])
+
+    def outputs(self, out_dir: Path, fmt: str, uncertainty: bool) -> list[Path]:
+        """Every file this case may write under ``out_dir``: the mask and its companions
+        (``<key>_uncertainty.nii.gz`` with ``uncertainty``; ``<key>_*.csv`` tables are matched by
+        :func:`owned_by_case`)."""
+        base = out_dir / self.key
+        out = [self.output(out_dir, fmt)]
+        if uncertainty:
+            out.append(base.parent / f"{base.name}_uncertainty.nii.gz")
+        return out
 
 
 def _is_image(name: str) -> bool:
@@ -104,10 +116,19 @@ def _dicom_cases(root: Path, skip: Path | None) -> list[CaseInput]:
     except InputError:
         return []
     by_folder: dict[Path, list] = defaultdict(list)
+    notes: dict[str, list[str]] = {}
     for s in scan.series:
-        if skip is not None and s.folder is not None and s.folder.resolve().is_relative_to(skip):
+        if skip is not None and s.folder is not None and safe_resolve(s.folder).is_relative_to(skip):
             continue
-        by_folder[s.folder].append(s)
+        folder = s.folder
+        if len(s.folders) > 1:
+            where = ", ".join(str(f) for f in s.folders[:3]) + (" ..." if len(s.folders) > 3 else "")
+            if s.duplicate_sops:  # the same images twice: which copy is meant cannot be known
+                notes[s.uid] = [f"series {s.uid} is stored more than once ({s.duplicate_sops} repeated images, in "
+                                f"{where}); two copies of one series -- keep one copy and rerun with --resume"]
+            else:  # one series split over several folders: read it from their common folder
+                folder = Path(os.path.commonpath([str(f) for f in s.folders]))
+        by_folder[folder].append(s)
     cases = []
     for folder, series in sorted(by_folder.items(), key=lambda kv: str(kv[0])):
         rel = folder.relative_to(root) if folder != root else None
@@ -118,7 +139,7 @@ def _dicom_cases(root: Path, skip: Path | None) -> list[CaseInput]:
             numbers = list(range(1, len(series) + 1))
         for s, num in zip(series, numbers):
             key = base if len(series) == 1 else f"{base}_s{num}"
-            cases.append(CaseInput(key, [folder], s.uid, True))
+            cases.append(CaseInput(key, [folder], s.uid, True, notes=list(notes.get(s.uid, []))))
     return cases
 
 

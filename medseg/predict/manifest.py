@@ -49,10 +49,19 @@ class Manifest:
         return m
 
     def is_done(self, case: str, model_id: str, out_dir: Path) -> bool:
-        """Done earlier with ``model_id`` and the output still exists."""
+        """Done earlier with ``model_id`` and the output still exists inside ``out_dir`` (a row
+        whose ``output`` is absolute or leaves ``out_dir`` -- an edited manifest -- is not trusted)."""
         r = self.rows.get(case)
-        return bool(r and r.get("status") in DONE and r.get("model_id") == model_id
-                    and r.get("output") and (out_dir / r["output"]).exists())
+        if not (r and r.get("status") in DONE and r.get("model_id") == model_id and r.get("output")):
+            return False
+        rel = Path(r["output"])
+        if rel.is_absolute() or ".." in rel.parts:
+            return False
+        try:
+            inside = (out_dir / rel).resolve().is_relative_to(Path(out_dir).resolve())
+        except (OSError, RuntimeError):
+            return False
+        return inside and (out_dir / rel).is_file()
 
     def set(self, row: dict) -> None:
         for k in row:

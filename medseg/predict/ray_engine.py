@@ -23,6 +23,7 @@ checks both the model id and that OUT_DIR is visible on each worker before the f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -32,11 +33,50 @@ from dataclasses import replace
 from pathlib import Path
 
 from medseg.errors import InputError, short_reason
-from medseg.predict.inputs import CaseInput
+from medseg.predict.inputs import CaseInput, safe_resolve
 
 IN_FLIGHT = 2  # cases queued per actor: one computing, one waiting (its read overlaps nothing else)
 _START_HINT = ("start one with `ray start --head` (then `ray start --address HEAD:6379` on the other machines), "
                "or leave out --address to run a local Ray on this machine")
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _loopback_only(active: bool):
+    """Make a *local* Ray (one that ``ray.init`` starts) bind every server to 127.0.0.1.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray replaces a loopback
+    node address by the machine's routable IP, and then its gRPC servers (GCS, raylet, workers,
+    the driver) listen on every interface -- reachable, unauthenticated, from the network.
+    Ray keeps loopback when clusters are "disabled" (its switch for laptops,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), which this sets while the local Ray starts (the
+    processes it spawns inherit it). A cluster given by ``--address`` / ``RAY_ADDRESS`` is the
+    user's choice and is not touched.
+    """
+    if not active:
+        yield
+        return
+    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    old_env = os.environ.get(name)
+    os.environ[name] = "0"
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # a Ray without this switch: the environment variable is all we can do
+        ray_constants = None
+    old_const = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if ray_constants is not None and old_const is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at import time; ray may be imported already
+    try:
+        yield
+    finally:
+        if ray_constants is not None and old_const is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = old_const
+        if old_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old_env
 
 
 def _import_ray():
@@ -47,9 +87,10 @@ def _import_ray():
     return ray
 
 
-def describe_run(run_dir: Path) -> tuple[dict[str, int], str, int]:
-    """(labels {name: value}, model id, input channels) of a run, read cheaply on the driver."""
-    from medseg.predict.registry import model_id, run_task
+def describe_run(run_dir: Path, organ_model=None) -> tuple[dict[str, int], str, int]:
+    """(labels {name: value}, model id, input channels) of a run, read cheaply on the driver
+    (``organ_model``: the stage-1 run of a cascade, part of the model id)."""
+    from medseg.predict.registry import cascade_model_id, model_id, run_task
 
     task = run_task(run_dir)
     ckpt = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
@@ -66,7 +107,7 @@ def describe_run(run_dir: Path) -> tuple[dict[str, int], str, int]:
     if not (run_dir / "plan.yaml").is_file():
         raise InputError(f"{run_dir} is not a medseg run directory (plan.yaml missing); give the --out folder of `medseg train`")
     plan = load_plan(run_dir / "plan.yaml")
-    return dict(plan.dataset.labels), model_id(run_dir, ckpt), len(plan.dataset.channels)
+    return dict(plan.dataset.labels), cascade_model_id(run_dir, ckpt, organ_model), len(plan.dataset.channels)
 
 
 class _CaseWorker:
@@ -121,7 +162,7 @@ class RayPool:
                  runtime_env: dict | None = None, in_flight: int = IN_FLIGHT):
         self._ray = ray = _import_ray()
         self.run_dir = Path(run_dir).resolve()
-        self.labels, self.model_id, self.n_channels = describe_run(self.run_dir)
+        self.labels, self.model_id, self.n_channels = describe_run(self.run_dir, options.get("organ_model"))
         self.in_flight = max(1, int(in_flight))
         self._owns_ray = False
         self._actors: list = []
@@ -153,14 +194,16 @@ class RayPool:
                 raise InputError(f"--address {address}: no Ray cluster answers there ({short_reason(e, 80)}); "
                                  f"{_START_HINT}") from None
         target = address or os.environ.get("RAY_ADDRESS") or "local"
-        if target == "local":
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kw = dict(address=target, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                   ignore_reinit_error=True, configure_logging=True)
+        if target == "local":
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            kw["_node_ip_address"] = LOOPBACK
         if runtime_env:
             kw["runtime_env"] = runtime_env
         try:
-            ray.init(**kw)
+            with _loopback_only(target == "local"):
+                ray.init(**kw)
         except ray.exceptions.AuthenticationError:
             raise InputError(f"the Ray cluster at {target} uses token authentication: set RAY_AUTH_MODE=token and "
                              "give its token (RAY_AUTH_TOKEN, or the head node's ~/.ray/auth_token copied to this "
@@ -225,7 +268,7 @@ class RayPool:
         out = Path(out_dir).resolve()
         for a in self._actors:
             self._check_ready(a, out)
-        queue = deque(replace(c, sources=[Path(p).resolve() for p in c.sources]) for c in cases)
+        queue = deque(replace(c, sources=[safe_resolve(p) for p in c.sources]) for c in cases)
         slots: list[deque] = [deque() for _ in self._actors]  # per actor: refs in submission order
         owner: dict = {}  # ref -> (slot, case)
         try:

@@ -63,7 +63,20 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
                          "from medseg -- use the other checkpoint (best.pt / last.pt) or retrain") from e
     if not isinstance(ckpt, dict) or ckpt.get("medseg_checkpoint") != FORMAT or "model" not in ckpt:
         raise InputError(f"{path} is not a medseg checkpoint (format {FORMAT}); it was made by another tool")
+    bad = non_finite_weights(ckpt["model"])
+    if bad:
+        raise InputError(f"{path} holds NaN or infinite weights ({', '.join(bad[:3])}"
+                         f"{' ...' if len(bad) > 3 else ''}); training diverged before it was saved -- use the other "
+                         "checkpoint (best.pt / last.pt), or retrain with a lower learning rate")
     return ckpt
+
+
+def non_finite_weights(state: dict) -> list[str]:
+    """Names of the floating-point tensors in ``state`` that hold NaN or inf values."""
+    if not isinstance(state, dict):
+        return []
+    return [k for k, t in state.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def restore(ckpt: dict, model, optimizer, scaler) -> tuple[int, int, float, dict]:

@@ -142,6 +142,8 @@ class TrainConfig:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers: must be >= 0")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: must be >= 1 (or left out: the plan's), got {self.batch_size}")
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

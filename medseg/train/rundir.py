@@ -2,7 +2,7 @@
 
     RUN_DIR/config.yaml     the resolved training config
     RUN_DIR/plan.yaml       the dataset plan used (preprocessing + shapes)
-    RUN_DIR/labels.json     {"labels": {name: value}, "channels": {index: name}}
+    RUN_DIR/labels.json     {"labels": {name: value}, "colors": {name: [r, g, b]}, "channels": {index: name}} (medseg.io.labels)
     RUN_DIR/run.json        dataset path, fold, train/val case ids, seed, medseg version
     RUN_DIR/last.pt         state at the end of the last completed epoch (resume from here)
     RUN_DIR/best.pt         the checkpoint with the best mean foreground validation Dice

@@ -40,8 +40,9 @@ def load_or_create_splits(dataset_root: Path, case_ids: list[str]) -> list[dict]
         return splits
     try:
         splits = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path} is not valid JSON ({e}); fix or delete it (it is recreated)") from e
+    _check_shape(splits, path)
     known = set(case_ids)
     listed = {c for f in splits for c in f.get("val", [])}
     unknown = sorted(listed - known)
@@ -54,6 +55,18 @@ def load_or_create_splits(dataset_root: Path, case_ids: list[str]) -> list[dict]
              f"{', ...' if len(unlisted) > 3 else ''}): added after the folds were made, they are not used; "
              "delete splits.json to recreate the folds with them")
     return splits
+
+
+def _check_shape(splits, path: Path) -> None:
+    """splits.json must be a non-empty list of {"train": [ids], "val": [ids]} (nnU-Net's format)."""
+    hint = 'a list of {"train": [case ids], "val": [case ids]}, one per fold; fix or delete it (it is recreated)'
+    if not isinstance(splits, list) or not splits:
+        raise InputError(f"{path} must hold {hint}")
+    for i, f in enumerate(splits):
+        ok = isinstance(f, dict) and all(isinstance(f.get(k), list) and all(isinstance(c, str) for c in f[k])
+                                         for k in ("train", "val"))
+        if not ok:
+            raise InputError(f"{path}: fold {i} is {f!r:.60}; the file must hold {hint}")
 
 
 def fold_cases(splits: list[dict], fold: int | str) -> tuple[list[str], list[str]]:

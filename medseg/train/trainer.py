@@ -17,6 +17,8 @@ import torch
 
 from medseg import __version__
 from medseg.errors import InputError, OutputError
+from medseg.io.atomic import clean_stale_temps
+from medseg.signals import Terminated, stop_loader_workers, terminating
 from medseg.train import checkpoint as ck
 from medseg.train.components import autocast_dtype, build_loss, build_network, build_optimizer, extension_anchor, set_lr
 from medseg.train.config import TrainConfig, config_dict, load_config
@@ -47,6 +49,12 @@ class EpochReporter:
     def bar(self, epoch: int, epochs: int, total: int, done: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        self._run = getattr(self, "_run", None) or (epoch, time.perf_counter())  # (first epoch, its start)
+        self._epochs = epochs
+        if self.enabled and not self.tty:  # a log: a plain line every ~30 s (medseg.progress_lines)
+            from medseg.progress_lines import PlainProgress
+
+            return PlainProgress(f"epoch {epoch + 1}/{epochs}", total, done, stream=sys.stderr)
         if not (self.enabled and self.tty):
             return None
         prog = Progress(TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
@@ -57,6 +65,16 @@ class EpochReporter:
         return prog
 
     def line(self, text: str) -> None:
+        run = getattr(self, "_run", None)
+        if run is not None and text.startswith("epoch ") and not self.tty:  # logs: add the run's ETA
+            try:
+                done_epoch = int(text.split()[1].split("/")[0])  # "epoch 3/40 ..." -> 3 finished
+                per_epoch = (time.perf_counter() - run[1]) / max(done_epoch - run[0], 1)
+                from medseg.progress_lines import format_eta
+
+                text += f"  ETA {format_eta(per_epoch * (self._epochs - done_epoch))}"
+            except (ValueError, IndexError):
+                pass
         if self.enabled:
             self.console.print(text, highlight=False, soft_wrap=True)
 
@@ -212,6 +230,16 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
     metrics: dict = {}
     epoch = start_epoch
     it_done = start_iter
+
+    def interrupted() -> None:  # Ctrl-C or SIGTERM (medseg.signals): keep the progress, stop the loader workers
+        stop_loader_workers(loader)
+        if d.main:
+            ck.save_checkpoint(run_dir / "last.pt", payload(epoch, it_done, metrics, loss_sum))
+            rep.line(f"{'terminated (SIGTERM)' if terminating() else 'interrupted'} at epoch {epoch + 1}, "
+                     f"iteration {it_done}: saved {run_dir / 'last.pt'}; continue with --resume")
+
+    if d.main:
+        clean_stale_temps(run_dir)  # temporary files of writes a killed run left behind
     try:
         model.train()
         for epoch in range(start_epoch, epochs):
@@ -277,15 +305,15 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
     except RuntimeError as e:
         if "DataLoader worker" not in str(e):
             raise
+        if terminating() or "signal: Terminated" in str(e):  # SIGTERM to the process group: workers died first
+            interrupted()
+            raise Terminated() from None
         raise InputError(
             "the data-loading worker processes could not start. When medseg.train is called from a script, "
             "put the calling code under `if __name__ == \"__main__\":` (Python re-imports the script in each "
             "worker), or set `num_workers: 0` in the config") from e
-    except KeyboardInterrupt:
-        if d.main:
-            ck.save_checkpoint(run_dir / "last.pt", payload(epoch, it_done, metrics, loss_sum))
-            rep.line(f"interrupted at epoch {epoch + 1}, iteration {it_done}: saved {run_dir / 'last.pt'}; "
-                     f"continue with --resume")
+    except KeyboardInterrupt:  # also SIGTERM under the CLI (medseg.signals.Terminated)
+        interrupted()
         raise
     finally:
         if tb is not None:

@@ -1,8 +1,12 @@
-"""npe2 reader: NIfTI, NRRD/MHA and DICOM (file or series folder) through ``medseg.read_volume``.
+"""npe2 reader: NIfTI, NRRD/MHA, DICOM (file or series folder) and DICOM SEG through
+``medseg.read_volume``.
 
 Images open as Image layers, label maps (integer voxels with a label-like name, a Slicer
-``.seg.nrrd``, or a file inside ``labelsTr/``; see :func:`napari_medseg.layers.is_labels`) as
-Labels layers with class names and colours. Layers are placed in RAS+ mm with the volume's
+``.seg.nrrd``, a DICOM SEG, a file inside ``labelsTr/`` or a ``medseg predict`` output folder;
+see :func:`napari_medseg.layers.is_labels`) as Labels layers with class names and colours: the
+folder's ``labels.json`` / ``dataset.json`` (a prediction folder's are the run's names), else the
+file's own segments (SEG segment labels and colours, Slicer segments). A SEG read alone spans
+the slices that hold its frames, placed by its plane positions on the source's world grid. Layers are placed in RAS+ mm with the volume's
 full affine (see :mod:`napari_medseg.layers`).
 """
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from medseg.io.formats import split_suffix
+from medseg.io.labels import LabelTable, mask_label_table
+from medseg.io.labels import label_values as _label_values
 from medseg.volume import Volume
 
 #: Words in a file name that mark a label map (with an integer dtype).
@@ -72,32 +74,11 @@ def is_labels(volume: Volume, path: str | Path | None = None) -> bool:
 
 
 def label_values(a: np.ndarray) -> list[int]:
-    """The values present in a label map (a bincount for non-negative integers)."""
-    a = np.asarray(a)
-    if a.size == 0:
-        return []
-    if a.dtype.kind == "b":
-        a = a.view(np.uint8)
-    if a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 65535:
-        return [int(v) for v in np.unique(a)]
-    return np.flatnonzero(np.bincount(a.ravel().astype(np.int64, copy=False))).tolist()
+    """The values present in a label map (see :func:`medseg.io.labels.label_values`)."""
+    return _label_values(a)
 
 
 # ---- class names and colours ----------------------------------------------------------------
-def _dataset_json_labels(path: Path) -> dict[int, str]:
-    """``{value: name}`` from a dataset.json next to the file or one folder up ({} if none)."""
-    from medseg.metrics import load_labels
-
-    for folder in (path.parent, path.parent.parent):
-        candidate = folder / "dataset.json"
-        if candidate.is_file():
-            try:
-                return load_labels(candidate)
-            except Exception:  # a broken dataset.json must not stop viewing the mask
-                return {}
-    return {}
-
-
 def slicer_colors(path: str | Path) -> dict[int, tuple[float, float, float]]:
     """Segment colours stored by 3D Slicer in a ``.seg.nrrd`` header ({} otherwise)."""
     if split_suffix(path)[1] != ".seg.nrrd":
@@ -125,17 +106,24 @@ def slicer_colors(path: str | Path) -> dict[int, tuple[float, float, float]]:
     return out
 
 
+def class_table(volume: Volume, path: str | Path | None = None) -> LabelTable:
+    """Names and colours of a mask's classes (:func:`medseg.io.labels.mask_label_table`): the
+    labels.json / dataset.json of its folder (a ``medseg predict`` output folder, a dataset),
+    else the segments stored in the file (DICOM SEG, Slicer), plus ``class_<v>`` for each
+    other value present."""
+    return mask_label_table(volume, path)
+
+
 def class_names(volume: Volume, path: str | Path | None = None) -> dict[int, str]:
-    """Class names by value: Slicer segments, else a dataset.json near the file, else
-    ``class_<value>`` for each value present. Background 0 is always ``background``."""
-    names: dict[int, str] = {int(k): str(v) for k, v in (volume.meta.get("segments") or {}).items()}
-    path = path or volume.meta.get("path")
-    if not names and path:
-        names = dict(_dataset_json_labels(Path(path)))
-    for v in label_values(volume.array):
-        names.setdefault(v, f"class_{v}")
+    """Class names by value (see :func:`class_table`). Background 0 is always ``background``."""
+    names = dict(class_table(volume, path).names)
     names[0] = names.get(0) if names.get(0) not in (None, "", "class_0") else "background"
     return dict(sorted(names.items()))
+
+
+def table_colors(table: LabelTable) -> dict[int, tuple[float, float, float]]:
+    """``{value: RGB 0-1}`` of a label table's colours (stored as RGB 0-255)."""
+    return {v: tuple(c / 255.0 for c in table.colors[n]) for n, v in table.labels.items() if n in table.colors}
 
 
 def label_colors(names: dict[int, str], known: dict[int, tuple] | None = None) -> dict[Any, tuple]:
@@ -191,7 +179,13 @@ def default_contrast(volume: Volume) -> tuple[float, float]:
 
 
 def layer_name(path: str | Path | None, fallback: str) -> str:
-    return split_suffix(path)[0] if path else fallback
+    """The file name without its suffix; a ``medseg predict`` SEG ``<case>/seg.dcm`` -> ``<case> seg``."""
+    if not path:
+        return fallback
+    p = Path(path)
+    if p.name.lower() == "seg.dcm" and p.parent.name:
+        return f"{p.parent.name} seg"
+    return split_suffix(p)[0]
 
 
 def image_layer_data(volume: Volume, path: str | Path | None = None, name: str | None = None) -> tuple:
@@ -208,11 +202,17 @@ def image_layer_data(volume: Volume, path: str | Path | None = None, name: str |
 
 
 def labels_layer_data(volume: Volume, path: str | Path | None = None, name: str | None = None,
-                      names: dict[int, str] | None = None, image_path: str | Path | None = None) -> tuple:
+                      names: dict[int, str] | None = None, image_path: str | Path | None = None,
+                      colors: dict[int, tuple] | None = None) -> tuple:
     """``(data, kwargs, "labels")``: an integer label map in RAS+ mm, with class names (shown
-    in the status bar through ``features``) and one colour per class."""
+    in the status bar through ``features``) and one colour per class (``colors``: value ->
+    RGB 0-1; default the colours of :func:`class_table`, Slicer's own colours first)."""
     path = path or volume.meta.get("path")
-    names = dict(names) if names else class_names(volume, path)
+    if not names or colors is None:
+        table = class_table(volume, path)
+        names = dict(names) if names else class_names(volume, path)
+        colors = {**table_colors(table), **(colors or {})}
+    names = dict(names)
     data = volume.array.view(np.uint8) if volume.array.dtype == bool else volume.array
     meta = grid_metadata(volume, "labels", path)
     meta["classes"] = {int(k): v for k, v in names.items()}
@@ -223,7 +223,7 @@ def labels_layer_data(volume: Volume, path: str | Path | None = None, name: str 
         "affine": np.asarray(volume.affine),
         "metadata": meta,
         "opacity": 0.5,
-        "colormap": label_colors(names, slicer_colors(path) if path else {}),
+        "colormap": label_colors(names, {**colors, **(slicer_colors(path) if path else {})}),
         "features": {"index": list(names), "name": list(names.values())},
     }
     return data, kwargs, "labels"

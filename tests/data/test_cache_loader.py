@@ -59,6 +59,54 @@ def test_cache_invalidation_on_plan_and_source_change(dataset):
     assert other.ensure() == {"computed": 1, "reused": 3}
 
 
+def test_a_change_that_keeps_size_and_mtime_is_seen(dataset):
+    """A label edited in place with the same size, its mtime then set back (``cp -p``, ``touch -r``,
+    ``rsync -t``): the cache must not serve the old preprocessed label."""
+    spec, plan, root = dataset
+    cache = PreprocessedCache(spec, plan, root)
+    cache.ensure()
+    case = spec.cases[1]
+    src = case.label
+    st = src.stat()
+    vol = read_volume(src)
+    import nibabel as nib
+
+    replacement = src.with_name("edited_" + src.name)
+    new = b""
+    for idx in np.argwhere(vol.array > 0)[:200]:  # one voxel cleared, such that the file keeps its size
+        edited = np.asarray(vol.array).copy()
+        edited[tuple(idx)] = 0
+        nib.save(nib.Nifti1Image(edited, vol.affine), str(replacement))
+        new = replacement.read_bytes()
+        if len(new) == st.st_size:
+            break
+    replacement.unlink()
+    assert len(new) == st.st_size, "no same-size edit found"
+    with open(src, "r+b") as f:  # in place: same inode
+        f.write(new)
+        f.truncate()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))  # the old mtime back
+    assert src.stat().st_mtime_ns == st.st_mtime_ns and src.stat().st_ino == st.st_ino
+    assert cache.ensure() == {"computed": 1, "reused": 3}
+    cached = next(c for c in cache.cases() if c.case_id == case.case_id)
+    lab = Preprocessor(plan).label(read_volume(src), Preprocessor(plan).image([read_volume(case.images[0])])[1])
+    np.testing.assert_array_equal(cached.label(), lab)
+
+
+def test_temporaries_of_killed_runs_are_removed_live_ones_kept(dataset):
+    spec, plan, root = dataset
+    cache = PreprocessedCache(spec, plan, root)
+    cache.folder.mkdir(parents=True)
+    dead_pid = 2**22 + 12345  # above Linux's pid_max limit: no such process
+    dead = cache.folder / f".case_000.tmp-{dead_pid}-1"
+    live = cache.folder / f".case_001.tmp-{os.getppid()}-1"  # e.g. another run filling the same cache
+    for d in (dead, live):
+        d.mkdir()
+        (d / "image.npy").write_bytes(b"half")
+    cache.ensure()
+    assert not dead.exists() and live.exists()
+
+
 def test_forced_patches_follow_the_configured_rates():
     rng = np.random.default_rng(0)
     shape = (60, 60, 30)

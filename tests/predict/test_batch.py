@@ -85,8 +85,8 @@ def test_resume_after_a_simulated_crash(study, tiny_run, tmp_path, monkeypatch, 
     rows = _rows(out)
     assert [r["status"] for r in rows.values()] == ["done"]
     done_case = next(iter(rows))
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(["manifest.csv", rows[done_case]["output"].split("/")[-1]])
-    (out / ".b.nii.gz.x1.tmp.nii.gz").write_bytes(b"half")  # what a kill -9 during a write leaves
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(["manifest.csv", "labels.json", rows[done_case]["output"].split("/")[-1]])
+    (out / ".b.nii.gz.k3j2_a9b.tmp.nii.gz").write_bytes(b"half")  # what a kill -9 during a write leaves (mkstemp name)
     monkeypatch.setattr(PredictorClass, "predict", real)
 
     r = cli("predict", study, "--model", tiny_run, "--out", out, "--device", "cpu")

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 
 from medseg.errors import MedsegError
 from medseg.volume import Volume
-from napari_medseg.layers import image_layer_data, labels_layer_data
+from napari_medseg.layers import image_layer_data, labels_layer_data, table_colors
 from napari_medseg.review.state import LoadedCase, ReviewSession
 from napari_medseg.view import go_to_world, radiological_axial_view
 
@@ -270,8 +270,9 @@ class ReviewWidget(QWidget):
             data, kw, _ = image_layer_data(loaded.image, loaded.case.image, name=f"{case} image")
             self.image_layer = self.viewer.add_image(data, **kw)
         mask = Volume(loaded.labels, loaded.prediction.affine, loaded.prediction.meta)
+        colors = table_colors(loaded.table) if loaded.table is not None else None
         data, kw, _ = labels_layer_data(mask, loaded.case.mask, name=f"{case} mask", names=loaded.classes,
-                                        image_path=loaded.case.image)
+                                        image_path=loaded.case.image, colors=colors)
         kw["metadata"]["review_case"] = case
         self.labels_layer = self.viewer.add_labels(data, **kw)
         self.loaded, self.current = loaded, case
@@ -383,15 +384,15 @@ class ReviewWidget(QWidget):
             self.export_to(out)
 
     def export_to(self, out: str | Path):
-        """Export approved and corrected cases (see :func:`napari_medseg.review.export.export_nnunet`)."""
+        """Export approved and corrected cases (see :func:`medseg.review.export.export_nnunet`); the
+        message names the label values the run did not know (declared as ``class_<v>``)."""
         if self.session is None:
             return None
         self.save_now()
         self._log_time()
         result = self._guard(self.session.export_nnunet, Path(out))
         if result is not None:
-            self._say(f"exported {len(result.cases)} cases to {result.out}"
-                      + (f"; skipped {len(result.skipped)}" if result.skipped else ""))
+            self._say(result.summary())
         return result
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
