@@ -2,6 +2,9 @@
 
 ``python -m medseg.demo_summary DEMO_DIR`` reads DEMO_DIR/report/metrics/summary.json,
 DEMO_DIR/run/metrics.csv and DEMO_DIR/predictions/manifest.csv (written by the steps before).
+When DEMO_DIR/instance_predictions/manifest.csv exists (the Mask R-CNN run DEMO_DIR/instance_run
+predicted the held-out phantoms), it also prints the instance model's held-out 3D lesion F1 beside
+the U-Net's lesion F1 on the same reference lesions (:func:`instance_line`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,55 @@ def main(demo: Path) -> int:
     if ct and ct["status"] == "done":
         vols = ", ".join(f"{k[10:]} {float(v):.0f} ml" for k, v in ct.items() if k.startswith("volume_ml_") and v)
         print(f"real chest CT (the model never saw real anatomy; a phantom-trained model is not meant for it): {vols}")
+    line = instance_line(demo)
+    if line:
+        print(line)
     print(f"report: {demo / 'report' / 'report.md'} (overlays in {demo / 'report' / 'overlays'}/, curve.png)")
     print(f"review and correct the masks in napari:  .venv/bin/medseg review {demo / 'predictions'}")
     return 0
+
+
+def instance_line(demo: Path, heldout: str = "heldout/labelsTr") -> str | None:
+    """``"held-out lesion F1: instance model (Mask R-CNN) 0.xxx, U-Net 0.xxx on N lesions"`` or None
+    without DEMO_DIR/instance_predictions/manifest.csv.
+
+    Reference lesions: the 26-connected components of the instance run's classes
+    (``instance_run/run.json["classes"]``) in DEMO_DIR/heldout/labelsTr; the instance map's
+    objects (any id > 0) and the U-Net's mask of the same class names (DEMO_DIR/predictions,
+    names from DEMO_DIR/run/labels.json) are matched with :func:`medseg.metrics.lesion_matching`
+    (half-covered rule), counts pooled over the cases (:func:`medseg.metrics.pooled_rates`).
+    """
+    inst_dir = demo / "instance_predictions"
+    if not (inst_dir / "manifest.csv").is_file():
+        return None
+    import numpy as np
+
+    from medseg.io import read_volume
+    from medseg.metrics import lesion_matching, pooled_rates
+
+    classes = json.loads((demo / "instance_run" / "run.json").read_text())["classes"]
+    unet_labels = json.loads((demo / "run" / "labels.json").read_text())["labels"] \
+        if (demo / "run" / "labels.json").is_file() else {}
+    unet_values = [int(v) for n, v in unet_labels.items() if n in classes]
+    unet_out = {r["case"]: r for r in csv.DictReader(open(demo / "predictions" / "manifest.csv"))} \
+        if (demo / "predictions" / "manifest.csv").is_file() else {}
+    inst, unet = [], []
+    for r in csv.DictReader(open(inst_dir / "manifest.csv")):
+        ref_path = demo / heldout / f"{r['case']}.nii.gz"
+        if r.get("status") not in ("done", "skipped") or not ref_path.is_file():
+            continue
+        ref = np.isin(read_volume(ref_path).array, [int(v) for v in classes.values()])
+        inst.append(lesion_matching(read_volume(inst_dir / r["output"]).array > 0, ref))
+        u = unet_out.get(r["case"])
+        if u and u.get("status") in ("done", "skipped") and unet_values:
+            unet.append(lesion_matching(np.isin(read_volume(demo / "predictions" / u["output"]).array, unet_values), ref))
+    if not inst:
+        return None
+    n = sum(m.n_ref for m in inst)
+    text = f"held-out 3D lesion F1 ({', '.join(classes)}): instance model (Mask R-CNN) {pooled_rates(inst)[2]:.3f}"
+    if len(unet) == len(inst):
+        text += f", U-Net {pooled_rates(unet)[2]:.3f}"
+    return text + f", on the same {n} reference lesions of {len(inst)} cases"
 
 
 if __name__ == "__main__":

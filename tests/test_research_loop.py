@@ -58,7 +58,7 @@ def labels_of(folder: Path) -> dict[str, int]:
 def test_the_loop_runs_on_another_dataset_with_the_shipped_preset(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEDSEG_CACHE", str(tmp_path / "cache"))
     ds = renamed_phantoms(tmp_path / "thorax", cases=5, seed=3)
-    test = renamed_phantoms(tmp_path / "thorax_test", cases=1, seed=9)
+    test = renamed_phantoms(tmp_path / "thorax_test", cases=3, seed=9)
 
     # plan: automatic CPU plan, class roles from the labels (no names in the preset)
     assert run("plan", ds, "--device", "cpu", "--out", tmp_path / "plan.yaml") == 0
@@ -77,3 +77,40 @@ def test_the_loop_runs_on_another_dataset_with_the_shipped_preset(tmp_path, monk
     assert run("predict", test / "imagesTr", "--model", run_dir, "--out", pred, "--device", "cpu") == 0
     assert labels_of(pred) == LABELS
     assert "volume_ml_nodule" in (pred / "manifest.csv").read_text().splitlines()[0]
+
+    # review: every case accepted, one correction paints a value the run does not know (5)
+    from medseg.review import ReviewSession
+
+    session = ReviewSession(pred, reviewer="dr_a")
+    assert session.classes(session.cases[0].case) == {v: n for n, v in LABELS.items()}
+    for i, c in enumerate(session.cases):
+        if i == 0:
+            corr = session.load(c.case).labels
+            corr[10:14, 10:14, 5:8] = 5
+            session.save_correction(c.case, corr)
+        record = session.accept(c.case)
+        assert record["classes"]["4"] == "nodule"  # the audit log names the run's classes
+    assert record["status"] == "approved" and session.state(session.cases[0].case).status == "corrected"
+
+    # export without a GUI -> a dataset that checks out and names every value
+    export = tmp_path / "Dataset902_Reviewed"
+    assert run("review", pred, "--export", export) == 0
+    assert "5 = class_5" in capsys.readouterr().out
+    exported = json.loads((export / "dataset.json").read_text())["labels"]
+    assert exported == {**LABELS, "class_5": 5}
+    assert run("check-dataset", export) == 0
+
+    # fine-tune from the first run: its plan and weights, a fresh head for the new class count
+    run2 = tmp_path / "run2"
+    assert run("train", "--config", PRESET, "--dataset", export, "--out", run2, "--epochs", "1", "--fold", "all",
+               "--device", "cpu", "--init", run_dir) == 0
+    info = json.loads((run2 / "run.json").read_text())["init"]
+    assert info["run"] == str(run_dir.resolve()) and info["head_reset"]
+    assert labels_of(run2) == {**LABELS, "class_5": 5}
+    first_plan, second_plan = (run_dir / "plan.yaml").read_text(), (run2 / "plan.yaml").read_text()
+    assert first_plan.split("network:")[1].split("training:")[0] == second_plan.split("network:")[1].split("training:")[0]
+
+    # predict again with the fine-tuned run: the new names travel too
+    pred2 = tmp_path / "pred2"
+    assert run("predict", test / "imagesTr", "--model", run2, "--out", pred2, "--device", "cpu") == 0
+    assert labels_of(pred2) == {**LABELS, "class_5": 5}

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from medseg.cli.common import int_at_least
 from medseg.cli.progress import progress_bar
-from medseg.data.phantoms import SIZES, write_phantom_dataset
+from medseg.data.phantoms import FAMILIES, SIZES, write_phantom_dataset
 
 
 def add_parser(sub, parents) -> None:
@@ -31,6 +31,9 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--size", choices=list(SIZES), default="small",
                    help="small: miniature abdomen, about 70-150 x 50-120 x 15-55 voxels, for quick CPU training "
                    "(default); medium: adult size, about 320-630 x 250-480 x 35-125 voxels")
+    p.add_argument("--family", choices=list(FAMILIES), default="abdomen",
+                   help="abdomen: 0-3 liver/kidney tumours labelled tumour (default); metastases: 1-6 liver "
+                   "metastases labelled metastasis (labels 0 background, 1 metastasis, 2 liver, 3 spleen, 4 kidney)")
     p.add_argument("--dicom-study", action="store_true",
                    help="also write every third case (0, 3, ...) as DICOM series under OUT_DIR/dicom_study/"
                    "PATIENT_*/STUDY_*/SERIES_*, with its label in OUT_DIR/dicom_study_labels/")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"{summary['n_tumours']} tumour(s)\n")
 
         out = write_phantom_dataset(args.out_dir, args.cases, args.seed, args.size, args.dicom_study,
-                                    progress=progress)
+                                    progress=progress, family=args.family)
     n_tum = sum(s["n_tumours"] for s in summaries)
     with_tum = sum(1 for s in summaries if s["n_tumours"])
     orientations = len({s["orientation"] for s in summaries})

@@ -44,19 +44,15 @@ def add_parser(sub, parents) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.data.plan import default_gpu_memory
-    from medseg.train.trainer import train
+    from medseg.train import config_task, train  # one dispatch on `task` for the CLI and medseg.train()
 
     if args.epochs is not None and args.epochs < 1:
         from medseg.errors import InputError
 
         raise InputError(f"--epochs {args.epochs}: must be at least 1")
-    from medseg.instance.config import is_instance_config
-
-    if is_instance_config(args.config):  # `task: instance`: the slice-wise Mask R-CNN (medseg.instance)
-        from medseg.instance.trainer import train_instance
-
-        result = train_instance(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device,
-                                fold=args.fold, resume=args.resume, seed=args.seed)
+    if config_task(args.config) == "instance":  # `task: instance`: the slice-wise Mask R-CNN (medseg.instance)
+        result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device,
+                       fold=args.fold, resume=args.resume, seed=args.seed, init=args.init)
         best = result["best_f1"]
         print(f"run {result['run_dir']}: best validation 3D lesion F1 "
               + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)"))

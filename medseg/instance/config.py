@@ -1,7 +1,8 @@
 """Instance-model configuration: a YAML with ``task: instance`` parsed into validated dataclasses.
 
 Errors name the key path and the allowed values (:func:`medseg.config.from_dict`). See
-``configs/maskrcnn_lesions.yaml`` for a commented preset. Units: spacings in mm, CT windows as
+``configs/maskrcnn_lesions_cpu.yaml`` (CPU) and ``configs/maskrcnn_lesions.yaml`` (GPU) for
+commented presets. Units: spacings in mm, CT windows as
 (level, width) in HU, overlaps as fractions in [0, 1].
 """
 
@@ -16,36 +17,52 @@ from medseg.config import ConfigError, from_dict, load_yaml, to_dict
 
 @dataclass
 class InstanceDataConfig:
-    """How slices and their targets are made from a dataset.
+    """How slices, crops and their targets are made from a dataset.
 
     Attributes:
-        classes: dataset label names whose per-slice connected components are the instances.
-        spacing_mm: in-plane target spacing (mm) of the canonical axial slices (x = R, y = A).
+        classes: ``auto`` (default): the dataset's lesion-like classes (``small_structures`` of
+            :func:`medseg.data.classes.dataset_class_roles`, derived from the training labels);
+            or a list of dataset label names whose per-slice connected components are instances.
+        spacing_mm: in-plane target spacing (mm per pixel) of the canonical axial slices
+            (x = R, y = A); crops, anchors and inference all work at this scale.
         channels: ``windows``: three CT windows of the slice; ``neighbours`` (2.5D): slices
             k - d, k, k + d (d = ``neighbour_offset``) through the first window (or percentiles).
         intensity: ``ct``: windows in HU; ``percentile``: 0.5-99.5 percentile of the volume
             mapped to [0, 1] (MR); only with ``channels: neighbours``.
         windows: (level, width) HU; three for ``windows``, the first is used for ``neighbours``.
-        empty_slice_rate: fraction of the slices without instances used per epoch (0-1).
+        crop_px: training crops are ``crop_px x crop_px`` pixels at ``spacing_mm`` (0: whole
+            slices). Slices smaller than a crop are padded with air (every channel 0).
+        lesion_crop_fraction: share of crops centred on a lesion (a random per-slice instance,
+            centre jittered by up to ``crop_jitter`` x ``crop_px`` per axis); the others are
+            placed at random inside the labelled region (organ box) of a random slice.
+        crop_jitter: fraction of ``crop_px`` (0-0.5).
+        empty_slice_rate: with ``crop_px: 0`` only: fraction of the slices without instances used
+            per epoch (0-1).
         connectivity: 4 or 8 (pixels) for the per-slice components.
         min_instance_pixels: smaller components are not instances (model-space pixels).
-        flip: random left-right / anterior-posterior flips of training slices.
+        flip: random left-right / anterior-posterior flips of training crops.
+        intensity_jitter: random offset of the input channels, +- this (fraction of the [0, 1]
+            range), per crop.
     """
 
-    classes: list[str] = field(default_factory=lambda: ["tumour"])
+    classes: list[str] | Literal["auto"] = "auto"
     spacing_mm: tuple[float, float] = (0.8, 0.8)
     channels: Literal["windows", "neighbours"] = "windows"
     intensity: Literal["ct", "percentile"] = "ct"
-    windows: list[tuple[float, float]] = field(default_factory=lambda: [(40.0, 400.0), (60.0, 150.0), (100.0, 1000.0)])
+    windows: list[tuple[float, float]] = field(default_factory=lambda: [(60.0, 160.0), (100.0, 300.0), (40.0, 400.0)])
     neighbour_offset: int = 1
+    crop_px: int = 160
+    lesion_crop_fraction: float = 0.7
+    crop_jitter: float = 0.3
     empty_slice_rate: float = 0.1
     connectivity: Literal[4, 8] = 8
     min_instance_pixels: int = 3
     flip: bool = True
+    intensity_jitter: float = 0.03
 
     def validate(self, where: str) -> None:
-        if not self.classes:
-            raise ConfigError(f"{where}.classes: name at least one class of the dataset (e.g. [tumour])")
+        if self.classes != "auto" and not self.classes:
+            raise ConfigError(f"{where}.classes: name at least one class of the dataset, or use auto")
         if any(s <= 0 for s in self.spacing_mm):
             raise ConfigError(f"{where}.spacing_mm: must be > 0 mm, got {list(self.spacing_mm)}")
         if self.channels == "windows" and len(self.windows) != 3:
@@ -60,42 +77,100 @@ class InstanceDataConfig:
             raise ConfigError(f"{where}.windows: widths must be > 0 HU")
         if self.neighbour_offset < 1:
             raise ConfigError(f"{where}.neighbour_offset: must be >= 1 slice")
-        if not 0 <= self.empty_slice_rate <= 1:
-            raise ConfigError(f"{where}.empty_slice_rate: must be in [0, 1], got {self.empty_slice_rate}")
+        if self.crop_px != 0 and self.crop_px < 32:
+            raise ConfigError(f"{where}.crop_px: must be 0 (whole slices) or >= 32 pixels, got {self.crop_px}")
+        for name, hi in (("lesion_crop_fraction", 1.0), ("crop_jitter", 0.5), ("empty_slice_rate", 1.0),
+                         ("intensity_jitter", 0.5)):
+            if not 0 <= getattr(self, name) <= hi:
+                raise ConfigError(f"{where}.{name}: must be in [0, {hi:g}], got {getattr(self, name)}")
         if self.min_instance_pixels < 1:
             raise ConfigError(f"{where}.min_instance_pixels: must be >= 1")
 
 
+#: ResNet stage -> output stride (pixels per feature cell).
+STAGE_STRIDE = {1: 4, 2: 8, 3: 16, 4: 32}
+
+
 @dataclass
 class InstanceModelConfig:
-    """torchvision Mask R-CNN. Nothing is ever downloaded: ``pretrained_weights`` is a local file
-    (a torchvision COCO state dict, or ``best.pt`` / ``last.pt`` of a previous medseg run)."""
+    """torchvision Mask R-CNN. Nothing is ever downloaded.
 
-    name: Literal["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"] = "maskrcnn_resnet50_fpn"
+    ``name: maskrcnn`` (default) builds torchvision's ``MaskRCNN`` from the parts below, sized
+    for a CPU; ``maskrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn_v2`` are torchvision's
+    standard models (ResNet-50, 256-channel FPN), the ones a local COCO weights file fits.
+
+    Attributes:
+        backbone: ``resnet18`` | ``resnet34`` | ``resnet50`` (``name: maskrcnn`` only).
+        norm: ``group`` (GroupNorm, 32 groups: works with small batches from random weights),
+            ``batch`` (trainable BatchNorm), ``frozen`` (FrozenBatchNorm2d, for pretrained
+            weights). The torchvision models use ``frozen`` with pretrained weights, else ``batch``.
+        fpn_channels: FPN width (``name: maskrcnn``).
+        returned_layers: ResNet stages 1-4 fed to the FPN (strides 4, 8, 16, 32); one more
+            level (max-pooled from the last) is added.
+        anchor_sizes_mm: anchor side (mm) per FPN level, smallest level first: one per returned
+            layer plus one for the pooled level. Converted to pixels with ``data.spacing_mm``.
+        aspect_ratios: anchor height / width ratios, the same at every level.
+        box_head_size: width of the two-layer box head (torchvision: 1024).
+        mask_head_layers: 3 x 3 conv layers of the mask head (torchvision: 4), ``fpn_channels`` wide.
+        pretrained_weights: a LOCAL file: a torchvision Mask R-CNN state dict (e.g. the COCO
+            file of ``maskrcnn_resnet50_fpn``) or ``best.pt`` / ``last.pt`` of a medseg run.
+        trainable_backbone_layers: 0-5 backbone stages trained (5: all).
+        rpn_positive_fraction, box_positive_fraction: share of positives in the sampled
+            anchors / proposals (torchvision: 0.5 / 0.25).
+    """
+
+    name: Literal["maskrcnn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"] = "maskrcnn"
+    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    norm: Literal["group", "batch", "frozen"] = "group"
+    fpn_channels: int = 128
+    returned_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
+    anchor_sizes_mm: list[float] = field(default_factory=lambda: [4.0, 8.0, 16.0, 32.0])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    box_head_size: int = 256
+    mask_head_layers: int = 2
     pretrained_weights: str | None = None
     trainable_backbone_layers: int = 5
-    anchor_sizes: tuple[int, int, int, int, int] = (8, 16, 32, 64, 128)  # px, one per FPN level
-    rpn_pre_nms_top_n_train: int = 1000
-    rpn_post_nms_top_n_train: int = 500
-    rpn_pre_nms_top_n_test: int = 500
-    rpn_post_nms_top_n_test: int = 300
-    box_batch_size_per_image: int = 256
-    detections_per_image: int = 50
+    rpn_batch_size_per_image: int = 128
+    rpn_positive_fraction: float = 0.5
+    rpn_pre_nms_top_n_train: int = 600
+    rpn_post_nms_top_n_train: int = 200
+    rpn_pre_nms_top_n_test: int = 300
+    rpn_post_nms_top_n_test: int = 100
+    box_batch_size_per_image: int = 64
+    box_positive_fraction: float = 0.5
+    detections_per_image: int = 30
 
     def validate(self, where: str) -> None:
         if not 0 <= self.trainable_backbone_layers <= 5:
             raise ConfigError(f"{where}.trainable_backbone_layers: must be 0-5, got {self.trainable_backbone_layers}")
-        if any(a <= 0 for a in self.anchor_sizes):
-            raise ConfigError(f"{where}.anchor_sizes: must be > 0 pixels")
+        if not self.returned_layers or sorted(set(self.returned_layers)) != list(self.returned_layers) \
+                or not set(self.returned_layers) <= {1, 2, 3, 4}:
+            raise ConfigError(f"{where}.returned_layers: increasing ResNet stages from 1-4, got {self.returned_layers}")
+        n_levels = (len(self.returned_layers) if self.name == "maskrcnn" else 4) + 1
+        if len(self.anchor_sizes_mm) != n_levels:
+            raise ConfigError(f"{where}.anchor_sizes_mm: give one size per FPN level ({n_levels}: the returned "
+                              f"layers plus the pooled level), got {len(self.anchor_sizes_mm)}")
+        if any(a <= 0 for a in self.anchor_sizes_mm) or any(r <= 0 for r in self.aspect_ratios):
+            raise ConfigError(f"{where}.anchor_sizes_mm and aspect_ratios: must be > 0")
+        if self.fpn_channels < 8 or self.fpn_channels % 8:
+            raise ConfigError(f"{where}.fpn_channels: a multiple of 8 (GroupNorm groups), got {self.fpn_channels}")
+        for name in ("rpn_positive_fraction", "box_positive_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{where}.{name}: must be in (0, 1], got {getattr(self, name)}")
+        if self.mask_head_layers < 1 or self.box_head_size < 8:
+            raise ConfigError(f"{where}: mask_head_layers must be >= 1 and box_head_size >= 8")
 
 
 @dataclass
 class InstanceOptimizerConfig:
-    name: Literal["sgd"] = "sgd"
-    lr: float = 0.01
+    """``adamw`` (default: robust from random weights) or ``sgd`` (momentum); ``grad_clip``
+    is the max global gradient norm (0: off)."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float = 10.0  # max gradient norm (0: off)
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
 
     def validate(self, where: str) -> None:
         if self.lr <= 0:
@@ -105,11 +180,13 @@ class InstanceOptimizerConfig:
 @dataclass
 class InstanceScheduleConfig:
     """Linear warm-up over ``warmup_iterations`` (from ``warmup_factor`` x lr), then per epoch:
-    ``cosine`` to 0, ``constant``, or ``step`` (x ``gamma`` at each epoch in ``milestones``)."""
+    ``cosine`` to ``min_lr_factor`` x lr, ``constant``, or ``step`` (x ``gamma`` at each epoch
+    in ``milestones``)."""
 
     name: Literal["cosine", "constant", "step"] = "cosine"
-    warmup_iterations: int = 100
-    warmup_factor: float = 0.001
+    warmup_iterations: int = 30
+    warmup_factor: float = 0.1
+    min_lr_factor: float = 0.05
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
 
@@ -119,7 +196,12 @@ class InstanceInferenceConfig:
     """Prediction and validation settings.
 
     Attributes:
-        score_threshold: detections below it are dropped (0-1).
+        score_threshold: ``auto`` (default): the threshold that maximised validation lesion F1,
+            stored by the training run (``RUN/best.pt``, ``RUN/threshold.json``); a number
+            (0-1) overrides it. Detections below it are dropped.
+        val_score_threshold: validation keeps detections above this for AP50 (low, so that AP
+            sees the whole precision-recall curve) and sweeps F1 over ``val_thresholds``.
+        val_thresholds: score thresholds tried for the validation lesion F1.
         mask_threshold: a detection's mask probability that counts as inside (0-1).
         batch_size: slices per forward pass.
         link_overlap: a detection joins the lesion of a detection in an earlier slice when
@@ -129,7 +211,9 @@ class InstanceInferenceConfig:
         organ_overlap: with an organ mask, a lesion is kept when this fraction lies inside.
     """
 
-    score_threshold: float = 0.5
+    score_threshold: float | Literal["auto"] = "auto"
+    val_score_threshold: float = 0.05
+    val_thresholds: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 10)])
     mask_threshold: float = 0.5
     batch_size: int = 8
     link_overlap: float = 0.3
@@ -138,7 +222,11 @@ class InstanceInferenceConfig:
     organ_overlap: float = 0.5
 
     def validate(self, where: str) -> None:
-        for name in ("score_threshold", "mask_threshold", "link_overlap", "organ_overlap"):
+        if self.score_threshold != "auto" and not 0 <= self.score_threshold <= 1:
+            raise ConfigError(f"{where}.score_threshold: auto or a number in [0, 1], got {self.score_threshold}")
+        if not self.val_thresholds or not all(0 <= t <= 1 for t in self.val_thresholds):
+            raise ConfigError(f"{where}.val_thresholds: one or more numbers in [0, 1]")
+        for name in ("val_score_threshold", "mask_threshold", "link_overlap", "organ_overlap"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{where}.{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.batch_size < 1 or self.max_gap < 0 or self.min_lesion_voxels < 1:
@@ -154,22 +242,30 @@ class InstanceConfig:
     optimizer: InstanceOptimizerConfig = field(default_factory=InstanceOptimizerConfig)
     schedule: InstanceScheduleConfig = field(default_factory=InstanceScheduleConfig)
     inference: InstanceInferenceConfig = field(default_factory=InstanceInferenceConfig)
-    epochs: int = 20
-    iterations_per_epoch: int = 100
-    batch_size: int = 4  # slices per training step
+    epochs: int = 12
+    iterations_per_epoch: int = 50
+    batch_size: int = 4  # crops per training step
     val_every: int = 1
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
 
     def validate(self, where: str) -> None:
+        if self.model.name != "maskrcnn" and len(self.model.anchor_sizes_mm) != 5:
+            raise ConfigError(f"{where}.model.anchor_sizes_mm: {self.model.name} has 5 FPN levels; give 5 sizes")
         for name in ("epochs", "iterations_per_epoch", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
 
 
-def is_instance_config(path: str | Path | None) -> bool:
+def is_instance_config(path) -> bool:
     """True when the YAML at ``path`` says ``task: instance`` (unreadable files: False; the
     trainer that reads them reports the problem)."""
     if path is None:
+        return False
+    if isinstance(path, InstanceConfig):
+        return True
+    if isinstance(path, dict):
+        return path.get("task") == "instance"
+    if not isinstance(path, (str, Path)):
         return False
     try:
         data = load_yaml(path)
@@ -186,6 +282,8 @@ def load_instance_config(path: str | Path | None) -> InstanceConfig:
     """Read an instance config YAML (None: defaults). Errors name the key and allowed values."""
     if path is None:
         return InstanceConfig()
+    if isinstance(path, dict):
+        return instance_config_from_dict(path)
     return instance_config_from_dict(load_yaml(path), where=Path(path).name)
 
 

@@ -1,10 +1,19 @@
-"""Training slices: cases in model space, the per-epoch slice order, and batches of targets.
+"""Training samples: cases in model space, the per-epoch crop plan, and batches of targets.
 
 Every case is read once (the same readers as prediction), reoriented to canonical RAS and
 resampled in-plane (:mod:`medseg.instance.slices`), and kept in memory as float32 HU (X, Y, K)
-plus uint8 labels. Per epoch, the slices used are every slice holding an instance plus a
-seeded random share (``empty_slice_rate``) of the others, shuffled; the order is a function of
-(seed, epoch) only, so a resumed run sees the very batches it would have seen.
+plus uint8 labels, with the centres of its per-slice instances and its labelled box.
+
+Crops (``data.crop_px`` > 0): each item of an epoch is a ``crop_px x crop_px`` window of one
+slice. A share ``lesion_crop_fraction`` is centred on a random per-slice instance, the centre
+jittered uniformly by up to ``crop_jitter x crop_px`` pixels per axis; the others are placed at
+a uniformly random centre inside the case's labelled box (all foreground labels: the organs)
+on a uniformly random slice. Windows reaching outside the slice are padded with air (every
+channel 0), so every crop has the same size. With ``crop_px: 0`` the items are whole slices:
+every slice holding an instance plus a random share ``empty_slice_rate`` of the others.
+
+The plan is a function of (seed, epoch) only and flips / intensity offsets of (seed, epoch,
+item position), so a resumed run sees the very batches it would have seen.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from medseg.data.layout import Case
 from medseg.instance.channels import intensity_range, slice_channels
@@ -21,17 +31,43 @@ from medseg.instance.extract import slice_instances
 from medseg.instance.slices import image_to_model, labels_to_model, slice_record
 from medseg.io import read_volume
 
+#: An item of the epoch plan: (case index, slice k, crop origin x, crop origin y); origins are
+#: model-space pixels (may be negative or reach past the slice: padded) and ignored for whole slices.
+Item = tuple[int, int, int, int]
+
 
 @dataclass
 class SliceCase:
-    """One case in model space: ``image`` float32 (X, Y, K), ``label`` uint8 (X, Y, K)
-    (dataset values), ``scale`` (percentile scaling or None) and the slices holding instances."""
+    """One case in model space.
+
+    Attributes:
+        image: float32 ``(X, Y, K)`` HU (or raw MR intensities); label: uint8 ``(X, Y, K)``
+            dataset values; scale: percentile scaling (MR) or None.
+        with_instances: int ``(n,)`` indices of the slices holding an instance.
+        centres: int ``(m, 3)`` rows ``(k, x, y)``: the centre of every per-slice instance.
+        box: ``(x0, x1, y0, y1)`` labelled in-plane box (all foreground labels), end exclusive.
+    """
 
     case_id: str
     image: np.ndarray
     label: np.ndarray
     scale: tuple[float, float] | None
-    with_instances: np.ndarray  # slice indices
+    with_instances: np.ndarray
+    centres: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+def instance_centres(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> np.ndarray:
+    """``(m, 3)`` int rows ``(k, x, y)``: rounded centre of mass of every per-slice connected
+    component of ``class_values`` in a model-space label ``(X, Y, K)``."""
+    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    fg = np.isin(label, class_values)
+    out = []
+    for k in np.flatnonzero(fg.any(axis=(0, 1))):
+        cc, n = ndimage.label(fg[:, :, k], structure=structure)
+        for c in ndimage.center_of_mass(fg[:, :, k], cc, range(1, n + 1)):
+            out.append((int(k), int(round(c[0])), int(round(c[1]))))
+    return np.asarray(out, np.int64).reshape(-1, 3)
 
 
 def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], label_values: list[int]) -> SliceCase:
@@ -41,51 +77,93 @@ def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], labe
     arr = image_to_model(image, rec)
     lab = labels_to_model(read_volume(case.label), rec, label_values)
     has = np.isin(lab, class_values).any(axis=(0, 1))
-    return SliceCase(case.case_id, arr, lab, intensity_range(arr, cfg), np.flatnonzero(has))
+    fg = lab.any(axis=2)
+    xs, ys = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+    box = (int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1) if len(xs) else (0, lab.shape[0], 0, lab.shape[1])
+    return SliceCase(case.case_id, arr, lab, intensity_range(arr, cfg), np.flatnonzero(has),
+                     instance_centres(lab, class_values, cfg.connectivity), box)
 
 
-def epoch_order(cases: list[SliceCase], rate: float, seed: int, epoch: int, needed: int) -> list[tuple[int, int]]:
-    """``needed`` (case index, slice) pairs for ``epoch``: instance slices plus a ``rate`` share
-    of the empty ones, shuffled, repeated (reshuffled) when more are needed. Deterministic."""
+def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoch: int, needed: int) -> list[Item]:
+    """``needed`` items for ``epoch`` (rules in the module docstring). Deterministic."""
     rng = np.random.default_rng([seed, epoch])
+    if cfg.crop_px == 0:
+        return _slice_order(cases, cfg.empty_slice_rate, rng, needed)
+    size = cfg.crop_px
+    lesions = [(ci, *c) for ci, case in enumerate(cases) for c in case.centres.tolist()]
+    out: list[Item] = []
+    for _ in range(needed):
+        if lesions and rng.random() < cfg.lesion_crop_fraction:
+            ci, k, x, y = lesions[int(rng.integers(len(lesions)))]
+            j = cfg.crop_jitter * size
+            cx, cy = x + rng.uniform(-j, j), y + rng.uniform(-j, j)
+        else:
+            ci = int(rng.integers(len(cases)))
+            case = cases[ci]
+            k = int(rng.integers(case.image.shape[2]))
+            x0, x1, y0, y1 = case.box
+            cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        out.append((int(ci), int(k), int(round(cx - size / 2)), int(round(cy - size / 2))))
+    return out
+
+
+def _slice_order(cases: list[SliceCase], rate: float, rng: np.random.Generator, needed: int) -> list[Item]:
     pool = []
     for ci, c in enumerate(cases):
-        pool += [(ci, int(k)) for k in c.with_instances]
+        pool += [(ci, int(k), 0, 0) for k in c.with_instances]
         empty = np.setdiff1d(np.arange(c.image.shape[2]), c.with_instances)
-        pool += [(ci, int(k)) for k in empty[rng.random(len(empty)) < rate]]
+        pool += [(ci, int(k), 0, 0) for k in empty[rng.random(len(empty)) < rate]]
     if not pool:
-        pool = [(ci, k) for ci, c in enumerate(cases) for k in range(c.image.shape[2])]
-    order: list[tuple[int, int]] = []
+        pool = [(ci, k, 0, 0) for ci, c in enumerate(cases) for k in range(c.image.shape[2])]
+    order: list[Item] = []
     while len(order) < needed:
         order += [pool[i] for i in rng.permutation(len(pool))]
     return order[:needed]
 
 
-def make_sample(case: SliceCase, k: int, cfg: InstanceDataConfig, class_map: dict[int, int],
-                flip: tuple[bool, bool] = (False, False)) -> tuple[torch.Tensor, dict]:
-    """Image ``(3, X, Y)`` float32 in [0, 1] and torchvision target of slice ``k`` (flipped along
-    x and/or y when asked)."""
+def _window(a: np.ndarray, x0: int, y0: int, size: int, fill) -> np.ndarray:
+    """``a[..., x0:x0+size, y0:y0+size]`` (last two axes), padded with ``fill`` outside."""
+    out = np.full((*a.shape[:-2], size, size), fill, a.dtype)
+    X, Y = a.shape[-2:]
+    sx, sy = max(x0, 0), max(y0, 0)
+    ex, ey = min(x0 + size, X), min(y0 + size, Y)
+    if ex > sx and ey > sy:
+        out[..., sx - x0:ex - x0, sy - y0:ey - y0] = a[..., sx:ex, sy:ey]
+    return out
+
+
+def make_sample(case: SliceCase, item: Item, cfg: InstanceDataConfig, class_map: dict[int, int],
+                flip: tuple[bool, bool] = (False, False), offset: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Image ``(3, S, S)`` (or ``(3, X, Y)`` for whole slices) float32 in [0, 1] and the
+    torchvision target of one item, flipped along x and/or y when asked, channels shifted by
+    ``offset`` (then clipped to [0, 1])."""
+    _, k, x0, y0 = item
     img = slice_channels(case.image, k, cfg, case.scale)
     lab = case.label[:, :, k]
+    if cfg.crop_px:
+        img = _window(img, x0, y0, cfg.crop_px, np.float32(0))
+        lab = _window(lab, x0, y0, cfg.crop_px, np.uint8(0))
     for axis, f in enumerate(flip):
         if f:
             img, lab = np.flip(img, axis + 1), np.flip(lab, axis)
+    if offset:
+        img = np.clip(img + np.float32(offset), 0, 1)
     t = slice_instances(np.ascontiguousarray(lab), class_map, cfg.connectivity, cfg.min_instance_pixels)
     target = {"boxes": torch.from_numpy(t["boxes"]), "labels": torch.from_numpy(t["labels"]),
               "masks": torch.from_numpy(t["masks"])}
-    return torch.from_numpy(np.ascontiguousarray(img)), target
+    return torch.from_numpy(np.ascontiguousarray(img, np.float32)), target
 
 
-def make_batch(cases: list[SliceCase], items: list[tuple[int, int]], cfg: InstanceDataConfig,
+def make_batch(cases: list[SliceCase], items: list[Item], cfg: InstanceDataConfig,
                class_map: dict[int, int], seed: int, epoch: int, first_index: int):
-    """Images and targets for ``items``; flips are drawn from (seed, epoch, item position)."""
+    """Images and targets for ``items``; flips and intensity offsets are drawn from (seed,
+    epoch, item position)."""
     images, targets = [], []
-    for j, (ci, k) in enumerate(items):
-        flip = (False, False)
-        if cfg.flip:
-            r = np.random.default_rng([seed, epoch, first_index + j, 7]).random(2)
-            flip = (bool(r[0] < 0.5), bool(r[1] < 0.5))
-        img, tgt = make_sample(cases[ci], k, cfg, class_map, flip)
+    for j, item in enumerate(items):
+        r = np.random.default_rng([seed, epoch, first_index + j, 7]).random(3)
+        flip = (bool(r[0] < 0.5), bool(r[1] < 0.5)) if cfg.flip else (False, False)
+        offset = float((2 * r[2] - 1) * cfg.intensity_jitter)
+        img, tgt = make_sample(cases[item[0]], item, cfg, class_map, flip, offset)
         images.append(img)
         targets.append(tgt)
     return images, targets

@@ -1,49 +1,71 @@
-"""The network: torchvision Mask R-CNN (ResNet-50 FPN, v1 or v2) for slice instances.
+"""The network: torchvision's ``MaskRCNN``, sized by the config (CPU: ResNet-18 + GroupNorm).
 
 Contract (torchvision's): ``model(images, targets)`` in training mode returns a dict of losses;
 in eval mode ``model(images)`` returns per image ``{"boxes" (N, 4) float (x1, y1, x2, y2)
 pixels, "labels" (N,) int64 model classes, "scores" (N,), "masks" (N, 1, H, W) float
-probabilities}``. ``images`` is a list of float ``(3, H, W)`` tensors in [0, 1].
+probabilities}``. ``images`` is a list of float ``(3, H, W)`` tensors in [0, 1] (H = model x,
+W = model y; see :mod:`medseg.instance.slices`).
+
+Two families, chosen by ``model.name``:
+
+* ``maskrcnn`` (default): ``MaskRCNN`` on ``BackboneWithFPN`` over a torchvision ResNet
+  (``backbone``: resnet18/34/50) whose normalisation is ``norm`` (``group``: GroupNorm, the
+  choice from random weights with batches of a few crops; ``batch``; ``frozen``), an FPN of
+  ``fpn_channels`` over ``returned_layers`` plus a max-pooled level, a two-layer box head of
+  ``box_head_size`` and a mask head of ``mask_head_layers`` convs. ResNet-18 + 128-channel FPN:
+  about 5.7 M parameters (ResNet-50 FPN: 44 M).
+* ``maskrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn_v2``: torchvision's standard models, the
+  layout of the COCO weights files (frozen batch norm with pretrained v1 weights).
 
 Differences from torchvision's defaults, all deliberate:
 
 * ``weights=None, weights_backbone=None`` always: nothing is downloaded. ``pretrained_weights``
   loads a local file (a torchvision state dict, e.g. the COCO file, or a medseg checkpoint).
   When its class count differs, the box predictor (``FastRCNNPredictor``) and the mask
-  predictor (``MaskRCNNPredictor(..., 256, num_classes)``) are replaced, as in torchvision's
-  fine-tuning tutorial. With such weights the v1 backbone uses frozen batch norm, as
-  torchvision's pretrained v1 model does.
+  predictor (``MaskRCNNPredictor``) are replaced, as in torchvision's fine-tuning tutorial.
 * No resizing inside the model: slices are already at the configured in-plane spacing (mm per
-  pixel), so the scale is physical. Images are only padded to a multiple of 32.
-* Smaller anchors (``anchor_sizes``, 8-128 px by default) for lesions of a few mm.
+  pixel), so the scale is physical. Images are only padded (with air: every channel 0) to a
+  multiple of 32.
+* Anchors are given in mm (``anchor_sizes_mm``, one per FPN level, for lesions of a few mm to
+  a few cm) and converted to pixels with the in-plane spacing.
+* Proposal sampling keeps more positives (``rpn_positive_fraction``, ``box_positive_fraction``)
+  and fewer proposals: lesions are few and small.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import resnet18, resnet34, resnet50
 from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNPredictor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from medseg.errors import InputError, short_reason
 from medseg.instance.config import InstanceModelConfig
 
 ARCHITECTURES = {"maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn, "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2}
+RESNETS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
+IMAGE_MEAN, IMAGE_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # ImageNet: the COCO weights expect it
 _PREDICTOR_KEYS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
 
 
 class _NoResize(GeneralizedRCNNTransform):
-    """torchvision's transform (normalise, pad to a multiple of 32) without the resize, and with
-    batches padded to at least ``MIN_SIDE`` pixels, so that the stride-32 features stay above
-    1 x 1 (batch norm in training needs more than one value per channel)."""
+    """torchvision's transform (normalise, pad to a multiple of 32) without the resize. Padding
+    is air (raw value 0 in every channel, i.e. ``-mean / std`` after normalisation), and
+    batches are at least ``MIN_SIDE`` pixels, so that the stride-32 features stay above 1 x 1."""
 
     MIN_SIDE = 64
 
@@ -54,23 +76,69 @@ class _NoResize(GeneralizedRCNNTransform):
         h = max(self.MIN_SIDE, max(int(img.shape[1]) for img in images))
         w = max(self.MIN_SIDE, max(int(img.shape[2]) for img in images))
         h, w = -(-h // size_divisible) * size_divisible, -(-w // size_divisible) * size_divisible
-        batch = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+        fill = -torch.as_tensor(self.image_mean, dtype=images[0].dtype, device=images[0].device) / \
+            torch.as_tensor(self.image_std, dtype=images[0].dtype, device=images[0].device)
+        batch = fill.view(1, -1, 1, 1).expand(len(images), -1, h, w).clone()
         for b, img in zip(batch, images):
             b[:, : img.shape[1], : img.shape[2]].copy_(img)
         return batch
 
 
-def _construct(cfg: InstanceModelConfig, num_classes: int) -> MaskRCNN:
-    anchors = AnchorGenerator(tuple((int(s),) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * len(cfg.anchor_sizes))
-    model = ARCHITECTURES[cfg.name](
-        weights=None, weights_backbone=None, num_classes=num_classes,
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (fewer when ``channels`` is not a multiple of 32)."""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def anchor_pixels(cfg: InstanceModelConfig, spacing_mm) -> tuple[tuple[int, ...], ...]:
+    """Anchor sides in pixels per FPN level: ``anchor_sizes_mm`` / mean in-plane spacing, >= 2 px."""
+    s = float(sum(spacing_mm)) / len(spacing_mm)
+    return tuple((max(2, int(round(a / s))),) for a in cfg.anchor_sizes_mm)
+
+
+def _norm_layer(norm: str):
+    return {"group": group_norm, "batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}[norm]
+
+
+def _construct(cfg: InstanceModelConfig, num_classes: int, spacing_mm) -> MaskRCNN:
+    sizes = anchor_pixels(cfg, spacing_mm)
+    anchors = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
+    common = dict(
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
-        box_batch_size_per_image=cfg.box_batch_size_per_image, box_detections_per_img=cfg.detections_per_image,
+        rpn_batch_size_per_image=cfg.rpn_batch_size_per_image, rpn_positive_fraction=cfg.rpn_positive_fraction,
+        box_batch_size_per_image=cfg.box_batch_size_per_image, box_positive_fraction=cfg.box_positive_fraction,
+        box_detections_per_img=cfg.detections_per_image, box_score_thresh=0.01,
     )
-    model.rpn.anchor_generator = anchors  # 3 anchors per location, as the default: RPN head weights fit
+    if cfg.name == "maskrcnn":
+        norm = _norm_layer(cfg.norm)
+        body = RESNETS[cfg.backbone](weights=None, norm_layer=norm, zero_init_residual=cfg.norm != "frozen")
+        stage_channels = {1: 64, 2: 128, 3: 256, 4: 512}
+        mult = 4 if cfg.backbone == "resnet50" else 1
+        in_channels = [stage_channels[k] * mult for k in cfg.returned_layers]
+        backbone = BackboneWithFPN(body, {f"layer{k}": str(i) for i, k in enumerate(cfg.returned_layers)},
+                                   in_channels, cfg.fpn_channels, extra_blocks=LastLevelMaxPool(),
+                                   norm_layer=group_norm if cfg.norm == "group" else None)
+        c = cfg.fpn_channels
+        names = [str(i) for i in range(len(cfg.returned_layers))]
+        head_norm = group_norm if cfg.norm == "group" else None
+        model = MaskRCNN(
+            backbone, num_classes=None, rpn_anchor_generator=anchors,
+            box_roi_pool=MultiScaleRoIAlign(names, 7, 2), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+            box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_size),
+            box_predictor=FastRCNNPredictor(cfg.box_head_size, num_classes),
+            mask_head=MaskRCNNHeads(c, [c] * cfg.mask_head_layers, 1, norm_layer=head_norm),
+            mask_predictor=MaskRCNNPredictor(c, c, num_classes), **common)
+    else:
+        model = ARCHITECTURES[cfg.name](weights=None, weights_backbone=None, num_classes=num_classes, **common)
+        model.rpn.anchor_generator = anchors
+        if len(cfg.aspect_ratios) != 3:  # the RPN head predicts one score per anchor of a location
+            from torchvision.models.detection.rpn import RPNHead
+
+            conv_depth = 2 if cfg.name.endswith("_v2") else 1
+            model.rpn.head = RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=conv_depth)
     t = model.transform
-    model.transform = _NoResize(t.min_size, t.max_size, t.image_mean, t.image_std, size_divisible=32)
+    model.transform = _NoResize(800, 1333, IMAGE_MEAN, IMAGE_STD, size_divisible=32)
+    del t
     return model
 
 
@@ -125,7 +193,7 @@ def _load_matching(model: nn.Module, state: dict, path, arch: str) -> None:
                (f"{len(wrong)} of another shape (e.g. {wrong[:1]})" if wrong else "")
         raise InputError(f"model.pretrained_weights: {path} does not fit {arch}: {what.rstrip(', ')}; "
                          "set model.name to the architecture the file was saved from "
-                         f"({' or '.join(ARCHITECTURES)})")
+                         f"({' or '.join(['maskrcnn (with its backbone)', *ARCHITECTURES])})")
     model.load_state_dict(state, strict=False)
 
 
@@ -141,11 +209,16 @@ def replace_predictors(model: MaskRCNN, num_classes: int) -> None:
     """New box and mask predictors for ``num_classes`` (background included), randomly initialised."""
     rh = model.roi_heads
     rh.box_predictor = FastRCNNPredictor(rh.box_predictor.cls_score.in_features, num_classes)
-    rh.mask_predictor = MaskRCNNPredictor(rh.mask_predictor.conv5_mask.in_channels, 256, num_classes)
+    mp = rh.mask_predictor.conv5_mask
+    rh.mask_predictor = MaskRCNNPredictor(mp.in_channels, mp.out_channels, num_classes)
 
 
-def build_model(cfg: InstanceModelConfig, num_classes: int, load_pretrained: bool = True) -> MaskRCNN:
+def build_model(cfg: InstanceModelConfig, num_classes: int, load_pretrained: bool = True,
+                spacing_mm: tuple[float, float] = (0.8, 0.8)) -> MaskRCNN:
     """Mask R-CNN for ``num_classes`` classes (background included), on the CPU.
+
+    ``spacing_mm`` (the slices' in-plane mm per pixel, ``data.spacing_mm``) converts the
+    anchor sizes from mm to pixels.
 
     With ``cfg.pretrained_weights`` (and ``load_pretrained``), the file's weights are loaded
     first, with the file's class count; the predictors are replaced when it differs.
@@ -155,14 +228,15 @@ def build_model(cfg: InstanceModelConfig, num_classes: int, load_pretrained: boo
     if num_classes < 2:
         raise InputError("the instance model needs at least one foreground class (data.classes)")
     torch_state = read_state_dict(cfg.pretrained_weights) if (cfg.pretrained_weights and load_pretrained) else None
-    frozen_bn = bool(cfg.pretrained_weights) and cfg.name == "maskrcnn_resnet50_fpn"
+    frozen_bn = cfg.name != "maskrcnn" and (cfg.norm == "frozen" or (
+        bool(cfg.pretrained_weights) and cfg.name == "maskrcnn_resnet50_fpn"))
     if torch_state is None:  # also a run's model rebuilt for resume / prediction (same structure)
-        model = _construct(cfg, num_classes)
+        model = _construct(cfg, num_classes, spacing_mm)
         if frozen_bn:
             _freeze_batchnorm(model.backbone.body)
     else:
         n_file = file_num_classes(torch_state)
-        model = _construct(cfg, n_file)
+        model = _construct(cfg, n_file, spacing_mm)
         if frozen_bn:
             _freeze_batchnorm(model.backbone.body)
         _load_matching(model, torch_state, cfg.pretrained_weights, cfg.name)

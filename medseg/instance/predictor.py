@@ -49,13 +49,18 @@ class InstancePredictor:
         self.organ_predictor = organ_predictor
         self.model_id = model_id(run_dir, checkpoint)
         self.amp = autocast_dtype(cfg.precision, device)
+        self.threshold_source = "config"
 
     @classmethod
     def from_run(cls, run_dir, device: str = "auto", tta: bool = False, overlap=None, score_threshold: float | None = None,
                  organ_mask_labels: list[int] | None = None, organ_model=None, **ignored) -> "InstancePredictor":
         """Load ``RUN_DIR/best.pt`` (``last.pt`` when there is no best yet) and the run's config.
 
-        ``score_threshold`` overrides the config's ``inference.score_threshold``.
+        The score threshold is, in this order: ``score_threshold`` when given; the run config's
+        ``inference.score_threshold`` when it is a number; else (``auto``) the threshold the
+        training run chose on validation (``best.pt["score_threshold"]``, the one of
+        ``RUN/threshold.json``); 0.5 for a run that never validated. ``self.cfg.inference.score_threshold``
+        holds the value used and ``self.threshold_source`` says where it came from.
         ``organ_model``: a U-Net run directory; its mask of each case restricts the lesions kept
         (values ``organ_mask_labels``, default every organ). ``tta`` and ``overlap`` go to that
         organ model (the instance model itself has neither).
@@ -65,10 +70,6 @@ class InstancePredictor:
             if not (run_dir / name).is_file():
                 raise InputError(f"{run_dir} has no {name}; give the --out folder of an instance `medseg train` run")
         cfg = instance_config_from_dict(load_yaml(run_dir / "config.yaml"), where=f"{run_dir / 'config.yaml'}")
-        if score_threshold is not None:
-            if not 0 <= float(score_threshold) <= 1:
-                raise InputError(f"score threshold {score_threshold}: must be in [0, 1]")
-            cfg.inference.score_threshold = float(score_threshold)
         try:
             info = json.loads((run_dir / "labels.json").read_text())
             labels = {str(k): int(v) for k, v in info["classes"].items()}
@@ -77,8 +78,19 @@ class InstancePredictor:
             raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
         checkpoint = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
         ckpt = ck.load_checkpoint(run_dir / checkpoint)
+        if score_threshold is not None:
+            if not 0 <= float(score_threshold) <= 1:
+                raise InputError(f"score threshold {score_threshold}: must be in [0, 1]")
+            threshold, source = float(score_threshold), "given"
+        elif cfg.inference.score_threshold != "auto":
+            threshold, source = float(cfg.inference.score_threshold), "config"
+        elif ckpt.get("score_threshold") is not None:
+            threshold, source = float(ckpt["score_threshold"]), f"validation ({checkpoint})"
+        else:
+            threshold, source = 0.5, "default (the run never validated)"
+        cfg.inference.score_threshold = threshold
         dev = resolve_device(device, Dist())
-        model = build_model(cfg.model, len(labels), load_pretrained=False)
+        model = build_model(cfg.model, len(labels), load_pretrained=False, spacing_mm=cfg.data.spacing_mm)
         load_weights(model, ckpt["model"])
         model.to(dev).eval()
         organ = None
@@ -86,7 +98,9 @@ class InstancePredictor:
             from medseg.predict.registry import load_predictor
 
             organ = load_predictor(organ_model, device=device, tta=tta, overlap=overlap)
-        return cls(model, cfg, labels, run_dir, dev, checkpoint, organ_mask_labels, n_channels, organ)
+        out = cls(model, cfg, labels, run_dir, dev, checkpoint, organ_mask_labels, n_channels, organ)
+        out.threshold_source = source
+        return out
 
     def predict(self, channels: Volume | list[Volume], progress: Callable[[int, int], None] | None = None,
                 cancel: threading.Event | None = None, organ_mask: Volume | None = None, uncertainty: bool = False,
@@ -120,7 +134,8 @@ class InstancePredictor:
         rec = slice_record(first, self.cfg.data.spacing_mm)
         vol = image_to_model(first, rec)
         t1 = time.perf_counter()
-        dets = detect(self.model, vol, self.cfg, self.device, self.cfg.inference.score_threshold, self.amp,
+        thr = self.cfg.inference.score_threshold
+        dets = detect(self.model, vol, self.cfg, self.device, 0.5 if thr == "auto" else float(thr), self.amp,
                       progress, cancel)
         t2 = time.perf_counter()
         res = assemble(dets, rec, self.cfg, self.class_names, organ_mask, self.organ_mask_labels)

@@ -8,8 +8,13 @@ The run directory, checkpoints, resume, progress and Ctrl-C behave as the U-Net 
 (seed, epoch, position) and the learning rate of (epoch, iteration), so ``--resume`` after
 Ctrl-C continues with the very batches the run would have seen. One process (no DDP).
 
-Recipe: SGD (momentum 0.9, weight decay 5e-4), linear warm-up, then cosine / constant / step
-per epoch; gradient-norm clipping; AMP (bf16, or fp16 with a grad scaler) on a GPU.
+Recipe: AdamW (or SGD with momentum), a short linear warm-up, then cosine / constant / step per
+epoch; gradient-norm clipping; AMP (bf16, or fp16 with a grad scaler) on a GPU. Training uses
+fixed-size crops (:mod:`medseg.instance.dataset`), prediction whole slices at the same scale.
+
+Each validation sweeps the score threshold (:mod:`medseg.instance.validation`); the threshold
+of the best epoch's F1 is stored in ``best.pt`` (``"score_threshold"``) and
+``RUN/threshold.json``, where :class:`~medseg.instance.predictor.InstancePredictor` finds it.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def learning_rate(cfg: InstanceConfig, epoch: int, iteration: int, epochs: int) 
         a = step / max(s.warmup_iterations, 1)
         warm = s.warmup_factor * (1 - a) + a
     if s.name == "cosine":
-        f = 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+        lo = s.min_lr_factor
+        f = lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
     elif s.name == "step":
         f = s.gamma ** sum(epoch >= m for m in s.milestones)
     else:
@@ -76,8 +82,25 @@ def train_step(model, images: list, targets: list[dict], opt, scaler, params: li
     return float(loss.detach())
 
 
-def resolve_classes(cfg: InstanceConfig, labels: dict[str, int]) -> dict[str, int]:
-    """``data.classes`` -> {name: dataset value}, in model class order (model class i+1)."""
+def resolve_classes(cfg: InstanceConfig, labels: dict[str, int], spec=None) -> dict[str, int]:
+    """``data.classes`` -> {name: dataset value}, in model class order (model class i+1).
+
+    ``auto``: the dataset's lesion-like classes, ``ClassRoles.small_structures`` of
+    :func:`medseg.data.classes.dataset_class_roles` (from the training labels of ``spec``), in
+    label-value order. A named class the dataset lacks is a `ConfigError`.
+    """
+    if cfg.data.classes == "auto":
+        if spec is None:
+            raise ConfigError("data.classes: auto needs the dataset to derive its lesion-like classes")
+        from medseg.data.classes import dataset_class_roles
+
+        small = set(dataset_class_roles(spec).small_structures)
+        names = [n for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v and n in small]
+        if not names:
+            raise ConfigError("data.classes: auto found no lesion-like class in this dataset's labels (none is "
+                              "often absent, varies in number or is small); name the classes, e.g. "
+                              f"data.classes: [{next((n for n, v in labels.items() if v), 'lesion')}]")
+        return {n: labels[n] for n in names}
     out = {}
     for name in cfg.data.classes:
         if name not in labels or labels[name] == 0:
@@ -89,17 +112,20 @@ def resolve_classes(cfg: InstanceConfig, labels: dict[str, int]) -> dict[str, in
 
 def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Path, out: str | Path, *,
                    epochs: int | None = None, device: str = "auto", fold: int | str = 0, resume: bool = False,
-                   seed: int = 0, progress: bool = True, **ignored) -> dict:
+                   seed: int = 0, progress: bool = True, init: str | Path | None = None, **ignored) -> dict:
     """Train the slice-wise Mask R-CNN; returns ``{"epoch", "best_f1", "best_epoch", "metrics",
-    "run_dir", "model"}`` (``model``: the trained torch module, final weights, on its device).
+    "score_threshold", "run_dir", "model", "task"}`` (``model``: the trained torch module, final
+    weights, on its device; ``score_threshold``: the one stored for prediction).
 
     Args:
-        config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions.yaml``), an
-            `InstanceConfig`, or None (defaults).
+        config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions_cpu.yaml``), its
+            dict, an `InstanceConfig`, or None (defaults).
         dataset: nnU-Net v2 or Decathlon dataset folder.
         out: run directory (created; must not hold a run unless ``resume``).
         epochs: total epochs (default: the config's; with ``resume``, larger extends a run).
         fold: 0-4 from ``DATASET/splits.json``, or ``"all"``.
+        init: an earlier instance run to fine-tune from (its weights; see :mod:`medseg.train.init`).
+            Not with ``resume``.
         ignored: U-Net-only options (``plan``, ``gpu_memory_gb``) are accepted and unused.
     """
     cfg = config if isinstance(config, InstanceConfig) else load_instance_config(config)
@@ -118,14 +144,19 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
     epochs = int(epochs or cfg.epochs)
     if ckpt is not None and ckpt["iteration"] == 0 and int(ckpt["epoch"]) + 1 >= epochs:
         raise InputError(f"{run_dir} finished {int(ckpt['epoch']) + 1} epochs; pass a larger --epochs to extend it")
-    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, EpochReporter(progress))
+    if init is not None and resume:
+        raise InputError("--init starts a new run from an earlier run's weights; drop --resume (resume continues "
+                         "this run's own weights)")
+    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, EpochReporter(progress), init)
 
 
-def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep) -> dict:
+def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep,
+         init=None) -> dict:
     spec = load_dataset(dataset)
     if ckpt is None:
         check_or_raise(spec)
-    class_values = resolve_classes(cfg, spec.labels)
+    class_values = resolve_classes(cfg, spec.labels, spec) if ckpt is None else \
+        {str(k): int(v) for k, v in ckpt.get("classes", {}).items()} or resolve_classes(cfg, spec.labels, spec)
     names = list(class_values)
     class_map = {v: i + 1 for i, v in enumerate(class_values.values())}
     model_classes = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
@@ -137,13 +168,32 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     cases = [load_case(by_id[i], cfg.data, list(class_values.values()), label_values) for i in train_ids]
     val_cases = [(read_volume(by_id[i].images[0]), read_volume(by_id[i].label)) for i in val_ids]
     torch.manual_seed(seed)
-    model = build_model(cfg.model, len(model_classes), load_pretrained=ckpt is None).to(dev)
+    model = build_model(cfg.model, len(model_classes), load_pretrained=ckpt is None and init is None,
+                        spacing_mm=cfg.data.spacing_mm)
+    init_info = None
+    if init is not None:
+        from medseg.train.init import instance_init_source, load_init_weights
+
+        _, init_ckpt, old_classes = instance_init_source(init)
+        init_info = load_init_weights(model, init_ckpt, old_classes, model_classes)
+    elif ckpt is not None and (run_dir / "run.json").is_file():
+        import json as _json
+
+        init_info = _json.loads((run_dir / "run.json").read_text()).get("init")
+    model = model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optimizer
-    opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]  # norms and biases: no weight decay
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
+    else:
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     amp = autocast_dtype(cfg.precision, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
-    start_epoch, start_iter, loss_sum, best = 0, 0, 0.0, {"f1": -1.0, "ap50": -1.0, "epoch": -1}
+    start_epoch, start_iter, loss_sum, best = 0, 0, 0.0, {"f1": -1.0, "ap50": -1.0, "epoch": -1,
+                                                          "score_threshold": None}
     if ckpt is not None:
         start_epoch, start_iter, loss_sum, best = ck.restore(ckpt, model, opt, scaler)
     columns = metric_columns(names)
@@ -155,7 +205,7 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     write_json(run_dir / "run.json", {"task": "instance", "dataset": str(dataset.resolve()), "fold": fold, "seed": seed,
                                       "train": train_ids, "val": val_ids, "medseg_version": __version__,
                                       "world_size": 1, "device": str(dev), "model": cfg.model.name,
-                                      "classes": class_values})
+                                      "classes": class_values, "init": init_info})
     from torch.utils.tensorboard import SummaryWriter
 
     tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_epoch)
@@ -166,7 +216,8 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
                 "total_epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": {"name": cfg.schedule.name, "lr": opt.param_groups[0]["lr"]},
                 "scaler": scaler.state_dict(), "rng": ck.rng_state(), "metrics": metrics or {}, "best": best,
-                "labels": model_classes, "loss_sum": loss_sum_}
+                "labels": model_classes, "classes": class_values, "loss_sum": loss_sum_,
+                "score_threshold": metrics.get("score_threshold") if metrics else None}
 
     metrics: dict = {}
     epoch, it_done, lr = start_epoch, start_iter, cfg.optimizer.lr
@@ -175,7 +226,7 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
             model.train()
             it_done = start_iter if epoch == start_epoch else 0
             loss_sum = loss_sum if epoch == start_epoch else 0.0
-            order = epoch_order(cases, cfg.data.empty_slice_rate, seed, epoch, ipe * bs)
+            order = epoch_order(cases, cfg.data, seed, epoch, ipe * bs)
             bar = rep.bar(epoch, epochs, ipe, it_done)
             t0, first = time.perf_counter(), it_done
             for it in range(it_done, ipe):
@@ -200,10 +251,19 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
             train_loss = loss_sum / max(it_done, 1)
             metrics = {}
             if ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs) and val_cases:
+                tv = time.perf_counter()
                 metrics = validate(model, val_cases, cfg, class_values, label_values, dev, amp)
-            improved = bool(metrics) and (metrics["lesion_f1"], metrics["ap50"]) > (best["f1"], best["ap50"])
+                metrics["seconds"] = time.perf_counter() - tv
+            ap = metrics.get("ap50", float("nan")) if metrics else float("nan")
+            improved = bool(metrics) and (metrics["lesion_f1"], 0.0 if math.isnan(ap) else ap) > \
+                (best["f1"], best["ap50"])
             if improved:
-                best = {"f1": metrics["lesion_f1"], "ap50": metrics["ap50"], "epoch": epoch}
+                best = {"f1": metrics["lesion_f1"], "ap50": 0.0 if math.isnan(ap) else ap, "epoch": epoch,
+                        "score_threshold": metrics["score_threshold"]}
+                write_json(run_dir / "threshold.json", {
+                    "score_threshold": metrics["score_threshold"], "epoch": epoch, "val_lesion_f1": metrics["lesion_f1"],
+                    "val_ap50": None if math.isnan(ap) else ap,
+                    "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()}})
             ck.save_checkpoint(run_dir / "last.pt", payload(epoch, 0, metrics, 0.0))
             if improved or not (run_dir / "best.pt").exists():
                 ck.save_checkpoint(run_dir / "best.pt", payload(epoch, 0, metrics, 0.0))
@@ -218,7 +278,8 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
                 for key in ("ap50", "lesion_f1"):
                     tb.add_scalar(f"val/{key}", metrics[key], epoch)
                 msg += f"  | val mask AP50 {metrics['ap50']:.3f}, lesion F1 {metrics['lesion_f1']:.3f} " \
-                       f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f})" + \
+                       f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f} at score " \
+                       f">= {metrics['score_threshold']:g}, {metrics['n_ref']} lesions)" + \
                        ("  * best" if improved else "")
             tb.flush()
             rep.line(msg)
@@ -231,4 +292,5 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     finally:
         tb.close()
     return {"epoch": epochs - 1, "best_f1": best["f1"], "best_epoch": best["epoch"], "metrics": metrics,
-            "run_dir": str(run_dir), "model": model}
+            "score_threshold": best.get("score_threshold"), "run_dir": str(run_dir), "model": model,
+            "task": "instance"}

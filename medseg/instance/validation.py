@@ -1,13 +1,19 @@
-"""Validation of the instance model: slice-level mask AP50 and 3D lesion F1.
+"""Validation of the instance model: slice-level mask AP50, and 3D lesion F1 over score thresholds.
 
-* **Mask AP50** (per class, then the mean over classes that have reference instances): over
-  all validation slices in model space, detections are sorted by score and greedily matched
-  to unmatched reference instances of the same class and slice with mask IoU >= 0.5; AP is
-  the area under the precision envelope sampled at 101 recall points (COCO's rule).
-* **3D lesion F1**: each case's lesions (linked, on the source grid, score >=
-  ``inference.score_threshold``) against the reference label's connected components (26-
-  connected) with :func:`medseg.metrics.lesion_matching` (a lesion is found when half of it
-  is covered); TP / FP / FN are pooled over cases, then precision, recall and F1 are computed.
+* **Mask AP50** (:class:`medseg.metrics.MaskAP`): detections scoring at least
+  ``inference.val_score_threshold`` (low: 0.05) on every validation slice in model space,
+  against that slice's reference instances (:func:`medseg.instance.extract.slice_instances`),
+  IoU >= 0.5, COCO 101-point AP per class, then the mean over classes with references.
+* **3D lesion F1 over thresholds**: for each score threshold t in ``inference.val_thresholds``
+  the detections scoring >= t are linked into 3D lesions (:func:`medseg.instance.linking.link_slices`,
+  the rules prediction uses) and matched per class to the reference label's 26-connected
+  components with :func:`medseg.metrics.lesion_matching` (a lesion is found when half of it is
+  covered); counts are pooled over cases and classes (:func:`medseg.metrics.detection_rates`).
+  This is done in model space (the reference label resampled in-plane like the image), which
+  avoids resampling every candidate lesion to the source grid for every threshold (an untrained
+  model proposes thousands); the held-out benchmark scores on the source grid.
+* The **chosen threshold** is the one of largest pooled F1 (:func:`best_threshold`); the run
+  stores it and ``medseg predict`` uses it unless the config sets ``inference.score_threshold``.
 """
 
 from __future__ import annotations
@@ -16,64 +22,19 @@ import numpy as np
 
 from medseg.instance.config import InstanceConfig
 from medseg.instance.extract import slice_instances
-from medseg.instance.inference import assemble, detect
-from medseg.instance.linking import SliceDetections
+from medseg.instance.inference import detect
+from medseg.instance.linking import SliceDetections, link_slices
 from medseg.instance.slices import image_to_model, labels_to_model, slice_record
-from medseg.metrics import lesion_matching
+from medseg.metrics import MaskAP, detection_rates, lesion_matching
 from medseg.volume import Volume
 
 
-def average_precision(scores: np.ndarray, is_tp: np.ndarray, n_ref: int) -> float:
-    """COCO 101-point AP of detections (``scores``, TP flags) against ``n_ref`` references."""
-    if n_ref == 0:
-        return float("nan")
-    order = np.argsort(-np.asarray(scores, float), kind="stable")
-    tp = np.asarray(is_tp, bool)[order]
-    ctp, cfp = np.cumsum(tp), np.cumsum(~tp)
-    recall = ctp / n_ref
-    precision = ctp / np.maximum(ctp + cfp, 1)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
-    points = np.linspace(0, 1, 101)
-    idx = np.searchsorted(recall, points, side="left")
-    return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in idx]))
-
-
-class MaskAP:
-    """Accumulates slices, then :meth:`result` gives ``{class: AP50}`` and their mean."""
-
-    def __init__(self, classes: list[int], iou: float = 0.5):
-        self.iou = iou
-        self.classes = classes
-        self.scores = {c: [] for c in classes}
-        self.tp = {c: [] for c in classes}
-        self.n_ref = {c: 0 for c in classes}
-
-    def add(self, pred: SliceDetections, ref: dict) -> None:
-        """One slice: detections and the reference from :func:`medseg.instance.extract.slice_instances`."""
-        for c in self.classes:
-            refs = ref["masks"][ref["labels"] == c].astype(bool)
-            self.n_ref[c] += len(refs)
-            sel = np.flatnonzero(pred.labels == c)
-            sel = sel[np.argsort(-pred.scores[sel], kind="stable")]
-            used = np.zeros(len(refs), bool)
-            for i in sel:
-                m = pred.masks[i]
-                hit = False
-                if len(refs):
-                    inter = (refs & m).sum(axis=(1, 2))
-                    union = (refs | m).sum(axis=(1, 2))
-                    iou = np.where(used, -1.0, inter / np.maximum(union, 1))
-                    j = int(np.argmax(iou))
-                    if iou[j] >= self.iou:
-                        used[j], hit = True, True
-                self.scores[c].append(float(pred.scores[i]))
-                self.tp[c].append(hit)
-
-    def result(self) -> tuple[float, dict[int, float]]:
-        per = {c: average_precision(np.asarray(self.scores[c]), np.asarray(self.tp[c]), self.n_ref[c])
-               for c in self.classes}
-        valid = [v for v in per.values() if not np.isnan(v)]
-        return (float(np.mean(valid)) if valid else float("nan")), per
+def best_threshold(f1_by_threshold: dict[float, float]) -> float:
+    """The threshold of largest F1; among equal F1 (within 1e-9) the median one of the tied
+    thresholds (the lower middle one for an even count), which is the least sensitive choice."""
+    best = max(f1_by_threshold.values())
+    tied = sorted(t for t, f in f1_by_threshold.items() if f >= best - 1e-9)
+    return float(tied[(len(tied) - 1) // 2])
 
 
 def validate(model, cases: list[tuple[Volume, Volume]], cfg: InstanceConfig, class_values: dict[str, int],
@@ -84,45 +45,47 @@ def validate(model, cases: list[tuple[Volume, Volume]], cfg: InstanceConfig, cla
         class_values: class name -> dataset label value, in model class order (model class i+1).
 
     Returns:
-        ``{"ap50", "lesion_f1", "lesion_precision", "lesion_recall", "f1": {name: F1}}``.
+        ``{"ap50", "score_threshold", "lesion_f1", "lesion_precision", "lesion_recall",
+        "f1": {name: F1}, "f1_by_threshold": {t: F1}, "n_ref"}``: F1, precision, recall and
+        the per-class F1 at the chosen ``score_threshold``.
     """
     names = list(class_values)
     class_map = {v: i + 1 for i, v in enumerate(class_values.values())}
+    inf = cfg.inference
     ap = MaskAP(list(range(1, len(names) + 1)))
-    pooled = {n: [0, 0, 0, 0] for n in names}  # n_ref, tp, n_pred, true_pred
-    thr = cfg.inference.score_threshold
+    thresholds = sorted(set(float(t) for t in inf.val_thresholds))
+    counts = {t: {n: np.zeros(4, np.int64) for n in names} for t in thresholds}  # n_ref, n_pred, tp, true_pred
     for image, label in cases:
         rec = slice_record(image, cfg.data.spacing_mm)
         vol = image_to_model(image, rec)
         lab = labels_to_model(label, rec, label_values)
-        dets = detect(model, vol, cfg, device, 0.0, amp_dtype)
+        dets = detect(model, vol, cfg, device, min(inf.val_score_threshold, min(thresholds)), amp_dtype)
         for k, d in enumerate(dets):
-            ap.add(d, slice_instances(lab[:, :, k], class_map, cfg.data.connectivity, cfg.data.min_instance_pixels))
-        kept = [SliceDetections(d.masks[d.scores >= thr], d.labels[d.scores >= thr], d.scores[d.scores >= thr])
-                for d in dets]
-        res = assemble(kept, rec, cfg, {i + 1: n for i, n in enumerate(names)})
-        for n, value in class_values.items():
-            pred = np.isin(res.ids.array, [lid for lid, c in res.classes.items() if c == n])
-            m = lesion_matching(pred, np.asarray(label.array) == value)
-            p = pooled[n]
-            p[0] += m.n_ref
-            p[1] += m.tp
-            p[2] += m.n_pred
-            p[3] += m.n_pred - m.fp
+            ref = slice_instances(lab[:, :, k], class_map, cfg.data.connectivity, cfg.data.min_instance_pixels)
+            keep = d.scores >= inf.val_score_threshold
+            ap.add(d.masks[keep], d.labels[keep], d.scores[keep], ref["masks"].astype(bool), ref["labels"])
+        for t in thresholds:
+            kept = [SliceDetections(d.masks[d.scores >= t], d.labels[d.scores >= t], d.scores[d.scores >= t])
+                    for d in dets]
+            ids, lesions = link_slices(kept, inf.link_overlap, inf.max_gap)
+            lesion_class = np.zeros(len(lesions) + 1, np.int64)
+            for lid, les in lesions.items():
+                lesion_class[lid] = les.label
+            pred_class = lesion_class[ids]
+            for i, (n, value) in enumerate(class_values.items(), start=1):
+                m = lesion_matching(pred_class == i, lab == value)
+                counts[t][n] += (m.n_ref, m.n_pred, m.tp, m.n_pred - m.fp)
     ap50, _ = ap.result()
-    f1 = {}
-    tot = np.zeros(4)
-    for n, (n_ref, tp, n_pred, true_pred) in pooled.items():
-        f1[n] = _f1(n_ref, tp, n_pred, true_pred)[2]
-        tot += (n_ref, tp, n_pred, true_pred)
-    precision, recall, f1_all = _f1(*tot)
-    return {"ap50": ap50, "lesion_f1": f1_all, "lesion_precision": precision, "lesion_recall": recall, "f1": f1}
+    f1_by_t = {t: detection_rates(*_as_args(sum(counts[t].values())))[2] for t in thresholds}
+    t_best = best_threshold(f1_by_t)
+    precision, recall, f1 = detection_rates(*_as_args(sum(counts[t_best].values())))
+    per_class = {n: detection_rates(*_as_args(c))[2] for n, c in counts[t_best].items()}
+    return {"ap50": ap50, "score_threshold": t_best, "lesion_f1": f1, "lesion_precision": precision,
+            "lesion_recall": recall, "f1": per_class, "f1_by_threshold": f1_by_t,
+            "n_ref": int(sum(counts[t_best].values())[0])}
 
 
-def _f1(n_ref, tp, n_pred, true_pred) -> tuple[float, float, float]:
-    if n_ref == 0 and n_pred == 0:
-        return 1.0, 1.0, 1.0
-    precision = true_pred / n_pred if n_pred else 0.0
-    recall = tp / n_ref if n_ref else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return float(precision), float(recall), float(f1)
+def _as_args(c) -> tuple[int, int, int, int]:
+    """(n_ref, n_pred, tp, true_pred) -> the argument order of :func:`detection_rates`."""
+    n_ref, n_pred, tp, true_pred = (int(v) for v in c)
+    return n_ref, n_pred, tp, true_pred

@@ -12,6 +12,8 @@ per array axis)::
 
     lesion_matching(pred == 2, ref == 2, threshold=0.5)         # lesion-wise TP / FP / FN
     instance_matching(pred_ids, ref_ids, iou_threshold=0.5)     # instance maps: PQ, SQ, RQ
+    average_precision(scores, is_tp, n_ref)                     # COCO 101-point AP (MaskAP: AP50)
+    detection_rates(n_ref, n_pred, tp, true_pred)               # (precision, recall, F1) of counts
 
 Whole cases and folders::
 
@@ -32,9 +34,9 @@ from medseg.metrics.case import (
     evaluate_case,
 )
 from medseg.metrics.folders import Evaluation, evaluate_folders, match_cases
-from medseg.metrics.instances import InstanceResult, instance_matching
+from medseg.metrics.instances import InstanceResult, MaskAP, average_precision, instance_matching, match_masks
 from medseg.metrics.labels import load_labels
-from medseg.metrics.lesions import LesionResult, label_components, lesion_matching
+from medseg.metrics.lesions import LesionResult, detection_rates, label_components, lesion_matching, pooled_rates
 from medseg.metrics.overlap import dice, iou, volume_ml
 from medseg.metrics.report import markdown_table, summarize, write_outputs
 from medseg.metrics.resample import resample_nearest
@@ -55,6 +57,11 @@ __all__ = [
     "label_components",
     "instance_matching",
     "InstanceResult",
+    "average_precision",
+    "match_masks",
+    "MaskAP",
+    "detection_rates",
+    "pooled_rates",
     "evaluate_case",
     "CaseResult",
     "evaluate_folders",

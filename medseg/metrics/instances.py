@@ -15,6 +15,14 @@ Definitions (Kirillov et al., "Panoptic Segmentation", CVPR 2019):
 
 Empty conventions: no objects on either side gives every score 1; objects on one side only
 give 0 (SQ is 0 when nothing matches).
+
+**Detection AP** (:func:`average_precision`, :class:`MaskAP`; the instance model's AP50):
+detections (masks with a score) of one image are sorted by score and each is greedily matched
+to the unmatched reference mask of the same class with the largest IoU, a true positive when
+that IoU is >= ``iou`` (0.5 for AP50). Over all images pooled, AP is COCO's: the precision
+envelope (max precision at any higher recall) sampled at the 101 recall points 0, 0.01, ..., 1
+(0 beyond the largest recall reached) and averaged. AP of a class without reference objects is
+NaN; the mean is over classes that have some.
 """
 
 from __future__ import annotations
@@ -138,3 +146,91 @@ def instance_matching(pred, ref, iou_threshold: float = 0.5) -> InstanceResult:
     pq = scores[3] * scores[4]
     matches = [(int(ref_ids[a]), int(pred_ids[b]), float(v)) for a, b, v in zip(ri, pi, iou)]
     return InstanceResult(n_ref, n_pred, tp, fp, fn, *scores, pq, matches)
+
+
+def average_precision(scores, is_tp, n_ref: int) -> float:
+    """COCO 101-point average precision.
+
+    Args:
+        scores: ``(N,)`` detection scores (any order; sorted here, ties keep their order).
+        is_tp: ``(N,)`` bool, True where the detection matched a reference object.
+        n_ref: number of reference objects.
+
+    Returns:
+        AP in [0, 1]; NaN when ``n_ref`` is 0.
+    """
+    if n_ref == 0:
+        return float("nan")
+    scores = np.asarray(scores, float).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    tp = np.asarray(is_tp, bool).reshape(-1)[order]
+    ctp, cfp = np.cumsum(tp), np.cumsum(~tp)
+    recall = ctp / n_ref
+    precision = ctp / np.maximum(ctp + cfp, 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+    idx = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
+    return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in idx]))
+
+
+def match_masks(masks, scores, refs, iou: float = 0.5) -> np.ndarray:
+    """Greedy score-ordered matching of predicted masks to reference masks of one image and class.
+
+    Args:
+        masks: ``(N, ...)`` bool predicted masks; scores: ``(N,)``.
+        refs: ``(M, ...)`` bool reference masks (same spatial shape).
+        iou: a pair matches when its IoU is >= this.
+
+    Returns:
+        ``(N,)`` bool: True for detections matched to a reference (each reference used once,
+        by the highest-scoring detection that reaches ``iou`` with it among those left).
+    """
+    masks = np.asarray(masks, bool)
+    refs = np.asarray(refs, bool)
+    hit = np.zeros(len(masks), bool)
+    if not len(masks) or not len(refs):
+        return hit
+    flat_p = masks.reshape(len(masks), -1)
+    flat_r = refs.reshape(len(refs), -1)
+    used = np.zeros(len(refs), bool)
+    r_size = flat_r.sum(1)
+    for i in np.argsort(-np.asarray(scores, float), kind="stable"):
+        inter = (flat_r & flat_p[i]).sum(1)
+        union = r_size + flat_p[i].sum() - inter
+        ious = np.where(used, -1.0, inter / np.maximum(union, 1))
+        j = int(np.argmax(ious))
+        if ious[j] >= iou:
+            used[j], hit[i] = True, True
+    return hit
+
+
+class MaskAP:
+    """Mask AP over many images, per class: :meth:`add` each image, then :meth:`result`.
+
+    Args:
+        classes: class ids to score (e.g. model classes 1..K).
+        iou: IoU for a true positive (0.5: AP50).
+    """
+
+    def __init__(self, classes, iou: float = 0.5):
+        self.iou = iou
+        self.classes = list(classes)
+        self.scores = {c: [] for c in self.classes}
+        self.tp = {c: [] for c in self.classes}
+        self.n_ref = {c: 0 for c in self.classes}
+
+    def add(self, masks, labels, scores, ref_masks, ref_labels) -> None:
+        """One image: predicted ``masks (N, H, W)`` bool with ``labels (N,)`` and ``scores (N,)``;
+        reference ``ref_masks (M, H, W)`` with ``ref_labels (M,)``."""
+        labels, scores, ref_labels = np.asarray(labels), np.asarray(scores, float), np.asarray(ref_labels)
+        for c in self.classes:
+            sel = labels == c
+            refs = np.asarray(ref_masks)[ref_labels == c]
+            self.n_ref[c] += len(refs)
+            self.scores[c] += scores[sel].tolist()
+            self.tp[c] += match_masks(np.asarray(masks)[sel], scores[sel], refs, self.iou).tolist()
+
+    def result(self) -> tuple[float, dict]:
+        """``(mean AP over classes with reference objects (NaN if none), {class: AP})``."""
+        per = {c: average_precision(self.scores[c], self.tp[c], self.n_ref[c]) for c in self.classes}
+        valid = [v for v in per.values() if not np.isnan(v)]
+        return (float(np.mean(valid)) if valid else float("nan")), per

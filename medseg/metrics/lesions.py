@@ -126,13 +126,36 @@ def _side(cc: np.ndarray, n: int, size, ids_self, ids_other, common, other_size,
     return out
 
 
-def _rates(n_ref: int, n_pred: int, tp: int, true_pred: int) -> tuple[float, float, float]:
+def detection_rates(n_ref: int, n_pred: int, tp: int, true_pred: int) -> tuple[float, float, float]:
+    """``(precision, recall, F1)`` from lesion counts (the one implementation medseg uses).
+
+    Args:
+        n_ref: reference lesions; n_pred: predicted lesions; tp: detected reference lesions;
+        true_pred: predicted lesions that are true (``n_pred - fp``). Counts may be pooled
+        over cases (sum them first) or over classes.
+
+    precision = true_pred / n_pred, recall = tp / n_ref, F1 = 2 P R / (P + R); no lesions on
+    either side gives (1, 1, 1), lesions on one side only give 0 for the empty side's rate.
+    """
     if n_ref == 0 and n_pred == 0:
         return 1.0, 1.0, 1.0
     precision = true_pred / n_pred if n_pred else 0.0
     recall = tp / n_ref if n_ref else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return precision, recall, f1
+    return float(precision), float(recall), float(f1)
+
+
+_rates = detection_rates
+
+
+def pooled_rates(results) -> tuple[float, float, float]:
+    """``(precision, recall, F1)`` of several :class:`LesionResult` s pooled: their TP, FP and
+    lesion counts are summed first (so every lesion weighs the same, whatever its case)."""
+    n_ref = sum(r.n_ref for r in results)
+    n_pred = sum(r.n_pred for r in results)
+    tp = sum(r.tp for r in results)
+    true_pred = sum(r.n_pred - r.fp for r in results)
+    return detection_rates(n_ref, n_pred, tp, true_pred)
 
 
 def lesion_matching(pred, ref, threshold: float = 0.5, connectivity: int = 26) -> LesionResult:

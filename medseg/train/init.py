@@ -10,6 +10,10 @@ value's weights; the run says so). A different number of classes (for example a 
 that added a painted class): every weight is loaded except the output head(s) -- the layers
 whose shape depends on the number of classes -- which start from random values; the run says
 which. Channels must match in number.
+
+Instance (Mask R-CNN) runs fine-tune the same way from an earlier instance run: the new
+config's data settings apply, the network must be the earlier run's (same backbone and heads),
+and the class-dependent predictor layers start afresh when the number of lesion classes changed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ log = logging.getLogger("medseg")
 def init_source(run_dir: str | Path) -> tuple[Path, Path]:
     """``(run_dir, checkpoint)`` of a U-Net run to start from; InputError when it is not one."""
     run_dir = Path(run_dir)
+    if (run_dir / "run.json").is_file() and '"instance"' in (run_dir / "run.json").read_text():
+        raise InputError(f"--init {run_dir}: that is an instance (Mask R-CNN) run; a U-Net config fine-tunes from a U-Net run")
     if not (run_dir / "plan.yaml").is_file() or not (run_dir / "config.yaml").is_file():
         raise InputError(f"--init {run_dir}: not a medseg U-Net run directory (plan.yaml/config.yaml missing); "
                          "give the --out folder of an earlier `medseg train`")
@@ -49,6 +55,34 @@ def init_plan(run_dir: str | Path, labels: dict[str, int], channels: dict[int, s
     info = DatasetInfo(dataset_name, dict(labels), {int(k): v for k, v in channels.items()})
     notes = list(plan.notes) + [f"network, spacing and normalisation from --init {Path(run_dir).resolve()}"]
     return dataclasses.replace(plan, dataset=info, notes=notes)
+
+
+def _class_dependent(old_shape, new_shape, n_old: int | None, n_new: int) -> bool:
+    """Whether a tensor differs only by the number of classes along its first axis (k values per
+    class: 1 for logits and masks, 4 for Mask R-CNN's box regression)."""
+    if n_old is None or not old_shape or not new_shape or old_shape[1:] != new_shape[1:]:
+        return False
+    k, rest = divmod(old_shape[0], n_old)
+    return rest == 0 and k >= 1 and new_shape[0] == k * n_new
+
+
+def instance_init_source(run_dir: str | Path) -> tuple[Path, Path, dict[str, int]]:
+    """``(run_dir, checkpoint, model classes)`` of an instance run to fine-tune from."""
+    import json
+
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        classes = json.loads((run_dir / "labels.json").read_text())["classes"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"--init {run_dir}: not a medseg instance run ({e}); give the --out folder of an earlier "
+                         "`medseg train` with an instance config") from None
+    if info.get("task") != "instance":
+        raise InputError(f"--init {run_dir}: that is a U-Net run; an instance config fine-tunes from an instance run")
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            return run_dir, run_dir / name, {str(k): int(v) for k, v in classes.items()}
+    raise InputError(f"--init {run_dir}: the run has no best.pt or last.pt; train it first")
 
 
 def load_init_weights(model: torch.nn.Module, checkpoint: Path, old_labels: dict[str, int] | None,
@@ -72,8 +106,7 @@ def load_init_weights(model: torch.nn.Module, checkpoint: Path, old_labels: dict
             missing.append(k)
         elif own[k].shape == v.shape:
             load[k] = v
-        elif n_old is not None and v.dim() >= 1 and v.shape[0] == n_old and own[k].shape[0] == n_new \
-                and own[k].shape[1:] == v.shape[1:]:
+        elif _class_dependent(v.shape, own[k].shape, n_old, n_new):
             skipped.append(k)
         else:
             missing.append(k)

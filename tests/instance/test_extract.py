@@ -44,17 +44,60 @@ def test_empty_slice_gives_empty_targets():
     assert t["boxes"].shape == (0, 4) and t["masks"].shape == (0, 5, 6) and t["labels"].shape == (0,)
 
 
-def test_epoch_order_uses_every_lesion_slice_and_a_share_of_empty_ones():
-    cases = [SliceCase("a", np.zeros((4, 4, 100), np.float32), np.zeros((4, 4, 100), np.uint8), None, np.arange(10, 20))]
-    order = epoch_order(cases, rate=0.2, seed=0, epoch=0, needed=10 ** 3)
+def _case(with_instances=np.arange(10, 20), centres=np.zeros((0, 3), np.int64), box=(0, 4, 0, 4), shape=(4, 4, 100)):
+    return SliceCase("a", np.zeros(shape, np.float32), np.zeros(shape, np.uint8), None, with_instances,
+                     np.asarray(centres, np.int64).reshape(-1, 3), box)
+
+
+def test_whole_slice_order_uses_every_lesion_slice_and_a_share_of_empty_ones():
+    cases = [_case()]
+    cfg = InstanceDataConfig(crop_px=0, empty_slice_rate=0.2)
+    order = epoch_order(cases, cfg, seed=0, epoch=0, needed=10 ** 3)
     first = order[: len(set(order))]
-    slices = {k for _, k in first}
+    slices = {k for _, k, _, _ in first}
     assert set(range(10, 20)) <= slices
     assert 5 <= len(slices - set(range(10, 20))) <= 35  # about 0.2 x 90 empty slices
-    assert order == epoch_order(cases, 0.2, 0, 0, 10 ** 3)          # deterministic
-    assert order != epoch_order(cases, 0.2, 0, 1, 10 ** 3)          # another epoch, another order
-    none = epoch_order(cases, 0.0, 0, 0, 50)
-    assert {k for _, k in none} == set(range(10, 20))
+    assert order == epoch_order(cases, cfg, 0, 0, 10 ** 3)          # deterministic
+    assert order != epoch_order(cases, cfg, 0, 1, 10 ** 3)          # another epoch, another order
+    none = epoch_order(cases, InstanceDataConfig(crop_px=0, empty_slice_rate=0.0), 0, 0, 50)
+    assert {k for _, k, _, _ in none} == set(range(10, 20))
+
+
+def test_crops_centre_lesions_with_bounded_jitter_and_the_rest_fall_in_the_organ_box():
+    """Lesion centres at (k=5, x=50, y=60) and (k=7, x=20, y=30); organ box x 10-90, y 20-80."""
+    case = _case(np.array([5, 7]), [(5, 50, 60), (7, 20, 30)], box=(10, 90, 20, 80), shape=(100, 100, 12))
+    cfg = InstanceDataConfig(crop_px=64, lesion_crop_fraction=0.7, crop_jitter=0.25)
+    order = epoch_order([case], cfg, seed=3, epoch=0, needed=4000)
+    centred, other = 0, 0
+    for ci, k, x0, y0 in order:
+        cx, cy = x0 + 32, y0 + 32  # crop centre (pixels)
+        lesion = {5: (50, 60), 7: (20, 30)}.get(k)
+        if lesion and abs(cx - lesion[0]) <= 16 + 1 and abs(cy - lesion[1]) <= 16 + 1:
+            centred += 1
+        else:
+            other += 1
+            assert 10 - 1 <= cx <= 90 + 1 and 20 - 1 <= cy <= 80 + 1, (k, cx, cy)
+    # 70 % lesion crops, plus the random crops that happen to land on slice 5 or 7 near a lesion
+    assert 0.68 <= centred / len(order) <= 0.78
+    assert order == epoch_order([case], cfg, 3, 0, 4000)
+
+
+def test_a_crop_is_padded_with_air_and_keeps_its_instance():
+    from medseg.instance.dataset import make_sample
+
+    shape = (40, 30, 3)
+    image = np.full(shape, 60.0, np.float32)
+    label = np.zeros(shape, np.uint8)
+    label[2:6, 3:8, 1] = 4                       # a lesion near the corner of slice 1
+    image[label == 4] = 100.0
+    case = SliceCase("a", image, label, None, np.array([1]), np.array([[1, 4, 5]]), (0, 40, 0, 30))
+    cfg = InstanceDataConfig(crop_px=32, windows=[(60.0, 160.0), (100.0, 300.0), (40.0, 400.0)])
+    img, tgt = make_sample(case, (0, 1, -10, -12), cfg, {4: 1})
+    assert img.shape == (3, 32, 32) and tgt["masks"].shape == (1, 32, 32)
+    assert float(img[:, :10].abs().max()) == 0.0 and float(img[:, :, :12].abs().max()) == 0.0   # air outside
+    # the lesion moves by the crop origin: rows 2-5 -> 12-15, cols 3-7 -> 15-19; box (x1, y1, x2, y2)
+    assert tgt["boxes"].tolist() == [[15.0, 12.0, 20.0, 16.0]]
+    assert abs(float(img[0, 12, 15]) - (100 - (60 - 80)) / 160) < 1e-6   # first window: (v - lo) / width
 
 
 def test_config_validation_names_key_and_values(tmp_path):
@@ -63,14 +106,19 @@ def test_config_validation_names_key_and_values(tmp_path):
 
     for text, match in [
         ("task: instance\ndata: {channels: slices}", r"data.channels: 'slices' is not allowed; choose one of 'windows', 'neighbours'"),
-        ("task: instance\nmodel: {name: yolo}", r"model.name: 'yolo' is not allowed; choose one of 'maskrcnn_resnet50_fpn'"),
+        ("task: instance\nmodel: {name: yolo}", r"model.name: 'yolo' is not allowed; choose one of 'maskrcnn', "),
+        ("task: instance\nmodel: {backbone: vgg}", r"model.backbone: 'vgg' is not allowed; choose one of 'resnet18'"),
+        ("task: instance\nmodel: {anchor_sizes_mm: [4, 8]}", r"model.anchor_sizes_mm: give one size per FPN level \(4"),
         ("task: instance\nmodle: {}", r"unknown key 'modle'; allowed keys: task, description, data, model"),
         ("task: instance\ndata: {windows: [[40, 400]]}", r"data.windows: channels 'windows' needs exactly 3"),
-        ("task: instance\ninference: {score_threshold: 2}", r"inference.score_threshold: must be in \[0, 1\]"),
+        ("task: instance\ninference: {score_threshold: 2}", r"inference.score_threshold: auto or a number in \[0, 1\]"),
+        ("task: instance\ndata: {classes: []}", r"data.classes: name at least one class of the dataset, or use auto"),
     ]:
         p = tmp_path / "c.yaml"
         p.write_text(text)
         with pytest.raises(ConfigError, match=match):
             load_instance_config(p)
-    assert load_instance_config("configs/maskrcnn_lesions.yaml").data.classes == ["tumour"]
-    assert InstanceDataConfig().channels == "windows"
+    for preset in ("configs/maskrcnn_lesions.yaml", "configs/maskrcnn_lesions_cpu.yaml"):
+        cfg = load_instance_config(preset)
+        assert cfg.data.classes == "auto" and cfg.inference.score_threshold == "auto"   # no dataset label names
+    assert InstanceDataConfig().classes == "auto" and InstanceDataConfig().channels == "windows"

@@ -17,6 +17,7 @@ from medseg.instance.model import build_model
 from medseg.instance.trainer import train_step
 
 KEY_BACKBONE = "backbone.body.layer3.0.conv1.weight"
+A5 = [4, 8, 16, 32, 64]  # anchors (mm) for torchvision's five FPN levels
 KEY_RPN = "rpn.head.conv.0.0.weight"
 
 
@@ -33,7 +34,8 @@ def coco_like(tmp_path_factory):
 
 def test_local_weights_with_another_class_count_replace_the_predictors(coco_like):
     path, state = coco_like
-    cfg = InstanceModelConfig(pretrained_weights=str(path), trainable_backbone_layers=3)
+    cfg = InstanceModelConfig(name="maskrcnn_resnet50_fpn", anchor_sizes_mm=A5, pretrained_weights=str(path),
+                              trainable_backbone_layers=3)
     model = build_model(cfg, num_classes=3)
     own = model.state_dict()
     assert torch.equal(own[KEY_BACKBONE], state[KEY_BACKBONE]) and torch.equal(own[KEY_RPN], state[KEY_RPN])
@@ -50,7 +52,8 @@ def test_a_medseg_checkpoint_with_the_same_classes_loads_whole(coco_like, tmp_pa
     path, state = coco_like
     ck = tmp_path / "best.pt"
     torch.save({"medseg_checkpoint": 1, "model": state, "epoch": 3}, ck)
-    model = build_model(InstanceModelConfig(pretrained_weights=str(ck)), num_classes=91)
+    model = build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn", anchor_sizes_mm=A5, pretrained_weights=str(ck)),
+                        num_classes=91)
     own = model.state_dict()
     key = "roi_heads.box_predictor.cls_score.weight"
     assert torch.equal(own[key], state[key])   # predictors kept: same class count
@@ -65,7 +68,9 @@ def test_weights_errors_are_clear(coco_like, tmp_path):
     with pytest.raises(InputError, match="not a readable weights file"):
         build_model(InstanceModelConfig(pretrained_weights=str(junk)), 2)
     with pytest.raises(InputError, match=r"does not fit maskrcnn_resnet50_fpn_v2: .*set model.name"):
-        build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn_v2", pretrained_weights=str(path)), 2)
+        build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn_v2", anchor_sizes_mm=A5, pretrained_weights=str(path)), 2)
+    with pytest.raises(InputError, match=r"does not fit maskrcnn: .*set model.name"):   # the CPU model is not COCO's
+        build_model(InstanceModelConfig(pretrained_weights=str(path)), 2)
 
 
 def test_nothing_is_downloaded(monkeypatch):
@@ -76,8 +81,40 @@ def test_nothing_is_downloaded(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    m = build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn_v2"), 2)
+    m = build_model(InstanceModelConfig(name="maskrcnn_resnet50_fpn_v2", anchor_sizes_mm=A5), 2)
     assert m.roi_heads.box_predictor.cls_score.out_features == 2
+    build_model(InstanceModelConfig(), 2)   # the CPU model (random weights) builds offline too
+
+
+def test_cpu_model_parts_follow_the_config():
+    """ResNet-18 + GroupNorm + 128-channel FPN over stages 1-3 (+ pool); anchors in mm -> pixels."""
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+
+    cfg = InstanceModelConfig()
+    m = build_model(cfg, 3, spacing_mm=(0.8, 0.8))
+    assert isinstance(m, MaskRCNN) and isinstance(m.backbone, BackboneWithFPN)
+    body = m.backbone.body
+    assert isinstance(body.bn1, torch.nn.GroupNorm) and len(body.layer1) == 2 and "layer4" not in dict(body.named_children())
+    assert m.backbone.out_channels == 128
+    assert 5.0e6 < sum(p.numel() for p in m.parameters()) < 6.5e6
+    # 4, 8, 16, 32 mm at 0.8 mm/px -> 5, 10, 20, 40 px, one size per level, 3 ratios
+    assert [tuple(s) for s in m.rpn.anchor_generator.sizes] == [(5,), (10,), (20,), (40,)]
+    assert m.rpn.fg_bg_sampler.positive_fraction == 0.5 and m.roi_heads.fg_bg_sampler.positive_fraction == 0.5
+    feats = m.backbone(torch.zeros(1, 3, 128, 128))
+    assert [tuple(f.shape[-2:]) for f in feats.values()] == [(32, 32), (16, 16), (8, 8), (4, 4)]
+    r34 = build_model(InstanceModelConfig(backbone="resnet34", norm="batch", fpn_channels=64), 2, spacing_mm=(2.0, 2.0))
+    assert isinstance(r34.backbone.body.bn1, torch.nn.BatchNorm2d) and len(r34.backbone.body.layer2) == 4
+    assert [s[0] for s in r34.rpn.anchor_generator.sizes] == [2, 4, 8, 16]
+    frozen = build_model(InstanceModelConfig(norm="frozen"), 2)
+    assert isinstance(frozen.backbone.body.bn1, FrozenBatchNorm2d)
+
+
+def test_images_are_padded_with_air():
+    """The transform pads to a multiple of 32 with raw value 0 (air in every CT window)."""
+    m = build_model(InstanceModelConfig(), 2)
+    batch, _ = m.transform([torch.zeros(3, 40, 50)])
+    assert tuple(batch.tensors.shape) == (1, 3, 64, 64)
+    assert torch.allclose(batch.tensors[0, :, 45, 60], batch.tensors[0, :, 5, 5])
 
 
 def _batch():
@@ -103,11 +140,11 @@ def _loss(model, images, targets):
 def test_training_steps_lower_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     cfg = InstanceModelConfig(rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, box_batch_size_per_image=32,
-                              trainable_backbone_layers=1)
+                              fpn_channels=64)
     model = build_model(cfg, 2)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.002, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.AdamW(params, lr=1e-3)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     images, targets = _batch()
     before = _loss(model, images, targets)

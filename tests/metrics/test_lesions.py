@@ -76,3 +76,26 @@ def test_lesion_rows_are_in_full_array_coordinates():
     r = rows[0]
     assert (r["label"], r["voxels"], r["volume_ml"]) == (3, 32, pytest.approx(0.064))
     assert (r["centroid_i"], r["centroid_j"], r["centroid_k"]) == (21.5, 31.5, 10.5)
+
+
+# --- precision / recall / F1 from counts: the one implementation (also the instance model's) ---
+
+def test_detection_rates_and_pooling_by_hand():
+    from medseg.metrics import detection_rates, lesion_matching, pooled_rates
+
+    # 4 reference lesions, 3 found; 5 predicted, 3 true: P 3/5, R 3/4, F1 = 2 PR / (P + R) = 2/3
+    p, r, f1 = detection_rates(n_ref=4, n_pred=5, tp=3, true_pred=3)
+    assert (p, r) == (0.6, 0.75) and f1 == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert detection_rates(0, 0, 0, 0) == (1.0, 1.0, 1.0)
+    assert detection_rates(2, 0, 0, 0) == (0.0, 0.0, 0.0) and detection_rates(0, 3, 0, 0) == (0.0, 0.0, 0.0)
+    # pooling sums counts over cases: case A 1 of 1 found, no FP; case B 0 of 2 found, 1 FP
+    a_ref = np.zeros((10, 10, 3), bool)
+    a_ref[1:4, 1:4, 1] = True
+    b_ref = np.zeros((10, 10, 3), bool)
+    b_ref[1:3, 1:3, 0] = True
+    b_ref[6:9, 6:9, 2] = True
+    b_pred = np.zeros((10, 10, 3), bool)
+    b_pred[5, 0, 1] = True
+    res = [lesion_matching(a_ref, a_ref), lesion_matching(b_pred, b_ref)]
+    # pooled: 3 references, 1 found; 2 predicted, 1 true -> P 1/2, R 1/3, F1 0.4
+    assert pooled_rates(res) == pytest.approx((0.5, 1 / 3, 0.4))

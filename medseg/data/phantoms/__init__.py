@@ -29,19 +29,26 @@ Sizes (array shapes i x j x k measured over 2000 small and 300 medium grids, see
 
 Labels (uint8): 0 background, 1 liver, 2 spleen, 3 kidney (both), 4 tumour.
 
+Families (``family=``): ``abdomen`` (the default, all of the above) and ``metastases``: the
+same abdomen with 1-6 liver metastases (about 5-14 mm across in ``small``, 3-30 mm in
+``medium``; hypodense 70%) instead of the tumours, labelled 0 background, 1 metastasis, 2 liver,
+3 spleen, 4 kidney (``FAMILY_LABELS``).
+
 Public API::
 
     image, label, info = generate_case(seed=0, size="small", index=0)   # Volumes + summary
     write_phantom_dataset("Dataset001_Phantoms", cases=10, seed=0)       # nnU-Net v2 layout
 """
 
-from medseg.data.phantoms.anatomy import LABELS, SIZES
+from medseg.data.phantoms.anatomy import FAMILIES, FAMILY_LABELS, LABELS, SIZES
 from medseg.data.phantoms.dataset import case_id, dataset_json, write_phantom_dataset
 from medseg.data.phantoms.dicom_study import is_dicom_case
 from medseg.data.phantoms.generate import PHANTOM_VERSION, generate_case
 
 __all__ = [
     "LABELS",
+    "FAMILIES",
+    "FAMILY_LABELS",
     "SIZES",
     "PHANTOM_VERSION",
     "generate_case",

@@ -22,6 +22,24 @@ from medseg.data.phantoms.shapes import Cylinder, Ellipsoid, Warp, rot_z, rotati
 #: Class ids written in the label maps (dataset.json ``labels``).
 LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney": 3, "tumour": 4}
 
+#: Lesion families (``medseg phantoms --family``): ``abdomen`` (the default: 0-3 liver / kidney
+#: tumours, label ``tumour``) and ``metastases`` (1-6 liver metastases, label ``metastasis``,
+#: and other label numbers, see :data:`FAMILY_LABELS`).
+FAMILIES = ("abdomen", "metastases")
+
+#: Label maps written per family. The anatomy is always painted with :data:`LABELS`; the
+#: ``metastases`` family's label map is then renumbered (``FAMILY_REMAP``).
+FAMILY_LABELS = {
+    "abdomen": LABELS,
+    "metastases": {"background": 0, "metastasis": 1, "liver": 2, "spleen": 3, "kidney": 4},
+}
+#: painted value (:data:`LABELS`) -> written value, per family (identity for ``abdomen``).
+FAMILY_REMAP = {"abdomen": None, "metastases": (0, 2, 3, 4, 1)}
+
+#: Metastasis radii (mm, log-uniform) per size: diameters about 5-14 mm in the miniature
+#: ``small`` abdomen, 3-30 mm at adult size.
+METASTASIS_RADIUS = {"small": (2.5, 7.0), "medium": (1.5, 15.0)}
+
 #: A tumour is kept where its host organ's normalised radius is below this (host "dilated").
 HOST_MARGIN = 1.15
 
@@ -243,8 +261,9 @@ class _Frame:
         return Cylinder(centre, np.array([rx * self.s, ry * self.t]))
 
 
-def sample_anatomy(rng: np.random.Generator, size: str) -> Anatomy:
-    """Draw one case's anatomy (deterministic for the generator's state)."""
+def sample_anatomy(rng: np.random.Generator, size: str, family: str = "abdomen") -> Anatomy:
+    """Draw one case's anatomy (deterministic for the generator's state). ``family``
+    ``metastases`` draws liver metastases instead of the liver / kidney tumours."""
     spec = SIZES[size]
     contrast = bool(rng.random() < 0.5)
     hu = _hu_table(rng, contrast)
@@ -258,7 +277,10 @@ def sample_anatomy(rng: np.random.Generator, size: str) -> Anatomy:
     parts = _gas(rng, f, hu, z_range) + _muscles(f, hu)
     organs, liver = _liver_spleen(rng, f, hu)
     kidney_parts, kidneys = _kidneys(rng, f, hu)
-    tumours = _tumours(rng, spec, hu, z_range, {"liver": liver, **kidneys})
+    if family == "metastases":
+        tumours = _metastases(rng, size, hu, z_range, [p.shape for p in organs if p.name == "liver"])
+    else:
+        tumours = _tumours(rng, spec, hu, z_range, {"liver": liver, **kidneys})
     parts += organs + kidney_parts + [tm.part for tm in tumours] + _vessels_spine(rng, f, hu)
     bowel = smooth_field(rng, (25 * s, 60 * s), n=10)
     return Anatomy(spec, body, z_range, hu, parts, tumours, bowel, float(rng.uniform(-0.2, 0.3)), contrast)
@@ -368,5 +390,37 @@ def _tumours(rng: np.random.Generator, spec: SizeSpec, hu: dict, z_range: tuple[
                           Warp.random(rng, (2 * r, 5 * r), 0.1 * r, n=2))
         part = Part(f"tumour {n + 1}", shape, value, LABELS["tumour"], host=host)
         out.append(Tumour(host_name, "hypodense" if hypo else "hyperdense", r, float(value),
+                          tuple(float(v) for v in centre), part))
+    return out
+
+
+def _metastases(rng: np.random.Generator, size: str, hu: dict, z_range: tuple[float, float],
+                lobes: list[Ellipsoid]) -> list[Tumour]:
+    """1 to 6 liver metastases (either lobe, by lobe volume), hypodense (70%) or hyperdense,
+    25-60 HU from the liver, radii log-uniform in :data:`METASTASIS_RADIUS`, not touching each
+    other (centres at least r1 + r2 + 1.5 mm apart)."""
+    lo, hi = METASTASIS_RADIUS[size]
+    vol = np.array([float(np.prod(e.semi)) for e in lobes])
+    out: list[Tumour] = []
+    for n in range(int(rng.integers(1, 7))):
+        host = lobes[int(rng.choice(len(lobes), p=vol / vol.sum()))]
+        r_max = max(lo, min(hi, 0.7 * float(np.min(host.semi))))
+        r = float(np.exp(rng.uniform(np.log(lo), np.log(r_max))))
+        hypo = bool(rng.random() < 0.7)
+        value = max(0.0, hu["liver"] + (-1 if hypo else 1) * rng.uniform(25, 60))
+        centre = None
+        for _ in range(20):
+            c = _inside_point(rng, host, 0.6, z_range[0] + r, z_range[1] - r)
+            if c is not None and all(np.linalg.norm(c - np.asarray(t.centre)) >= r + t.radius_mm * 1.2 + 1.5
+                                     for t in out):
+                centre = c
+                break
+        if centre is None:
+            continue
+        rot = rotation(rng.normal(size=3), rng.uniform(0, np.pi))
+        shape = Ellipsoid(centre, r * rng.uniform(0.85, 1.15, size=3), rot, 2.0,
+                          Warp.random(rng, (2 * r, 5 * r), 0.08 * r, n=2))
+        part = Part(f"metastasis {n + 1}", shape, value, LABELS["tumour"], host=host)
+        out.append(Tumour("liver", "hypodense" if hypo else "hyperdense", r, float(value),
                           tuple(float(v) for v in centre), part))
     return out

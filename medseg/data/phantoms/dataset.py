@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from medseg.data.phantoms.anatomy import LABELS, SIZES
+from medseg.data.phantoms.anatomy import FAMILIES, FAMILY_LABELS, SIZES
 from medseg.data.phantoms.dicom_study import dicom_label_path, is_dicom_case, write_dicom_case
 from medseg.data.phantoms.generate import PHANTOM_VERSION, generate_case
 from medseg.errors import InputError, OutputError
@@ -55,15 +55,20 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _params(seed: int, size: str) -> dict:
-    return {"seed": seed, "size": size, "version": PHANTOM_VERSION}
+def _params(seed: int, size: str, family: str = "abdomen") -> dict:
+    """The generator options that define the cases (``family`` only when not the default, so
+    that datasets written before families existed keep their identity)."""
+    out = {"seed": seed, "size": size, "version": PHANTOM_VERSION}
+    if family != "abdomen":
+        out["family"] = family
+    return out
 
 
-def _open_state(out: Path, seed: int, size: str, cases: int) -> dict:
+def _open_state(out: Path, seed: int, size: str, cases: int, family: str = "abdomen") -> dict:
     """Load (resume) or create the state; refuse folders that are not this phantom dataset."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file; give a folder for the phantom dataset")
-    want = _params(seed, size)
+    want = {**_params(seed, size), "family": family}
     state = None
     if (out / STATE_NAME).is_file():
         state = _read_json(out / STATE_NAME)
@@ -76,11 +81,13 @@ def _open_state(out: Path, seed: int, size: str, cases: int) -> dict:
             )
         state = {**previous, "cases": {}}  # state file lost: redo every case
     if state is None:
-        state = {"generator": "medseg phantoms", **want, "cases": {}}
+        state = {"generator": "medseg phantoms", **_params(seed, size, family), "cases": {}}
     have = {k: state.get(k) for k in want}
+    have["family"] = have["family"] or "abdomen"
     if have != want:
         raise OutputError(
-            f"{out} holds phantoms made with --seed {have['seed']} --size {have['size']} "
+            f"{out} holds phantoms made with --seed {have['seed']} --size {have['size']}"
+            + (f" --family {have['family']}" if have["family"] != "abdomen" else "") + " "
             f"(generator version {have['version']}); rerun with those options to resume, or choose an empty folder"
         )
     done = state.setdefault("cases", {})
@@ -114,22 +121,24 @@ def _complete(out: Path, cid: str, summary: dict | None, want_dicom: bool) -> bo
     return all(f.is_file() for f in files)
 
 
-def dataset_json(cases: int, seed: int, size: str) -> dict:
+def dataset_json(cases: int, seed: int, size: str, family: str = "abdomen") -> dict:
     """The nnU-Net v2 ``dataset.json`` content for a phantom dataset."""
+    what = ("liver, spleen, kidneys and 0-3 liver/kidney tumours" if family == "abdomen" else
+            "liver with 1-6 metastases, spleen, kidneys")
     return {
         "name": DATASET_NAME,
-        "description": f"Synthetic abdominal CT phantoms (medseg phantoms, size {size}, seed {seed}): "
-        "liver, spleen, kidneys and 0-3 liver/kidney tumours; random spacing and storage orientation.",
+        "description": f"Synthetic abdominal CT phantoms (medseg phantoms, size {size}, seed {seed}"
+        + (f", family {family}" if family != "abdomen" else "") + f"): {what}; random spacing and storage orientation.",
         "channel_names": {"0": "CT"},
-        "labels": dict(LABELS),
+        "labels": dict(FAMILY_LABELS[family]),
         "numTraining": cases,
         "file_ending": ".nii.gz",
         "licence": "CC0 (synthetic)",
-        "medseg_phantoms": _params(seed, size),
+        "medseg_phantoms": _params(seed, size, family),
     }
 
 
-def validate_options(cases: int, seed: int, size: str) -> None:
+def validate_options(cases: int, seed: int, size: str, family: str = "abdomen") -> None:
     """Raise InputError (with advice) for impossible options."""
     if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
         raise InputError(f"the number of cases must be a positive integer, got {cases!r}")
@@ -137,13 +146,17 @@ def validate_options(cases: int, seed: int, size: str) -> None:
         raise InputError(f"the seed must be a non-negative integer, got {seed!r}")
     if size not in SIZES:
         raise InputError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if family not in FAMILIES:
+        raise InputError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
 
 
 def write_phantom_dataset(out_dir: str | Path, cases: int = 10, seed: int = 0, size: str = "small",
-                          dicom_study: bool = False, *, progress: Progress | None = None) -> Path:
+                          dicom_study: bool = False, *, progress: Progress | None = None,
+                          family: str = "abdomen") -> Path:
     """Generate ``cases`` phantoms into ``out_dir`` (nnU-Net v2 raw layout); returns ``out_dir``.
 
-    Case ``i`` is ``generate_case(seed, size, i)``. With ``dicom_study``, cases 0, 3, 6, ...
+    Case ``i`` is ``generate_case(seed, size, i, family)`` (``family``: ``abdomen``, the
+    default, or ``metastases``: liver metastases labelled ``metastasis``). With ``dicom_study``, cases 0, 3, 6, ...
     are also written as DICOM series (see :mod:`medseg.data.phantoms.dicom_study`).
 
     Raises:
@@ -151,15 +164,15 @@ def write_phantom_dataset(out_dir: str | Path, cases: int = 10, seed: int = 0, s
             a phantom dataset with the same seed/size, holds more cases than asked, or cannot
             be written.
     """
-    validate_options(cases, seed, size)
+    validate_options(cases, seed, size, family)
     out = Path(out_dir)
-    state = _open_state(out, seed, size, cases)
+    state = _open_state(out, seed, size, cases, family)
     for index in range(cases):
         cid = case_id(index)
         want_dicom = dicom_study and is_dicom_case(index)
         summary = state["cases"].get(cid)
         if not _complete(out, cid, summary, want_dicom):
-            image, label, info = generate_case(seed, size, index)
+            image, label, info = generate_case(seed, size, index, family)
             write_volume(image, out / "imagesTr" / f"{cid}_0000.nii.gz", overwrite=True)
             write_mask_like(label, image, out / "labelsTr" / f"{cid}.nii.gz", overwrite=True)
             dicom = bool(summary and summary.get("dicom"))
@@ -171,5 +184,5 @@ def write_phantom_dataset(out_dir: str | Path, cases: int = 10, seed: int = 0, s
             _write_json(out / STATE_NAME, state)
         if progress is not None:
             progress(index + 1, cases, {"case": cid, **summary})
-    _write_json(out / "dataset.json", dataset_json(cases, seed, size))
+    _write_json(out / "dataset.json", dataset_json(cases, seed, size, family))
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from medseg.data.phantoms.anatomy import LABELS, SIZES, sample_anatomy
+from medseg.data.phantoms.anatomy import FAMILIES, FAMILY_LABELS, FAMILY_REMAP, LABELS, SIZES, sample_anatomy
 from medseg.data.phantoms.grid import random_grid
 from medseg.data.phantoms.render import count_part_voxels, render
 from medseg.data.phantoms.shapes import field_value, smooth_field
@@ -33,7 +33,8 @@ def case_seed_sequence(seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
-def generate_case(seed: int = 0, size: str = "small", index: int = 0) -> tuple[Volume, Volume, dict]:
+def generate_case(seed: int = 0, size: str = "small", index: int = 0,
+                  family: str = "abdomen") -> tuple[Volume, Volume, dict]:
     """Generate case ``index`` of the phantom dataset defined by ``seed`` and ``size``.
 
     Args:
@@ -41,6 +42,10 @@ def generate_case(seed: int = 0, size: str = "small", index: int = 0) -> tuple[V
         size: ``"small"`` (miniature abdomen, about 60-120 voxels in-plane) or ``"medium"``
             (adult size, about 300-650 voxels in-plane); see the package docstring.
         index: case number (0-based).
+        family: ``"abdomen"`` (default: 0-3 liver / kidney tumours, labels ``LABELS``) or
+            ``"metastases"`` (1-6 liver metastases; labels ``FAMILY_LABELS["metastases"]``:
+            0 background, 1 metastasis, 2 liver, 3 spleen, 4 kidney). The same (seed, size,
+            index) gives another case in each family (the random streams differ after the organs).
 
     Returns:
         image: Volume, int16 HU, array indexed [i, j, k], affine voxel -> RAS+ mm.
@@ -51,8 +56,10 @@ def generate_case(seed: int = 0, size: str = "small", index: int = 0) -> tuple[V
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     ss_anatomy, ss_grid, ss_image = case_seed_sequence(seed, index).spawn(3)
-    anatomy = sample_anatomy(np.random.default_rng(ss_anatomy), size)
+    anatomy = sample_anatomy(np.random.default_rng(ss_anatomy), size, family)
     geom, grid_info = random_grid(np.random.default_rng(ss_grid), anatomy)
 
     rng = np.random.default_rng(ss_image)
@@ -67,17 +74,21 @@ def generate_case(seed: int = 0, size: str = "small", index: int = 0) -> tuple[V
     hu = ndimage.gaussian_filter(hu, BLUR_SIGMA_VOXELS, truncate=3.0)
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(noise_sd)
     np.clip(np.rint(hu, out=hu), *HU_RANGE, out=hu)
+    tumour_voxels = [count_part_voxels(t.part, geom, anatomy, labels) for t in anatomy.tumours]
+    if FAMILY_REMAP[family] is not None:
+        labels = np.asarray(FAMILY_REMAP[family], np.uint8)[labels]
+    names = FAMILY_LABELS[family]
     image = Volume(hu.astype(np.int16), geom.affine.copy(), {"format": "phantom"})
     label = Volume(labels, geom.affine.copy(), {"format": "phantom"})
 
     tumours = []
-    for t in anatomy.tumours:
+    for t, nvox in zip(anatomy.tumours, tumour_voxels):
         tumours.append({
             "host": t.host, "kind": t.kind, "radius_mm": round(t.radius_mm, 2), "hu": round(t.hu, 1),
             "centre_ras": [round(v, 2) for v in t.centre],
-            "voxels": count_part_voxels(t.part, geom, anatomy, labels),
+            "voxels": nvox,
         })
-    counts = np.bincount(labels.ravel(), minlength=len(LABELS))
+    counts = np.bincount(labels.ravel(), minlength=len(names))
     info = {
         "index": index, "seed": seed, "size": size, "version": PHANTOM_VERSION,
         "shape": list(geom.shape),
@@ -89,6 +100,8 @@ def generate_case(seed: int = 0, size: str = "small", index: int = 0) -> tuple[V
         "bias_hu": round(bias_amp, 2),
         "tumours": tumours,
         "n_tumours": sum(1 for t in tumours if t["voxels"] > 0),
-        "label_voxels": {name: int(counts[v]) for name, v in LABELS.items()},
+        "label_voxels": {name: int(counts[v]) for name, v in names.items()},
     }
+    if family != "abdomen":
+        info["family"] = family
     return image, label, info

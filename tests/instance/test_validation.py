@@ -1,0 +1,121 @@
+"""Validation chooses the score threshold of best lesion F1 (hand-computed with a stand-in network
+whose detections and scores are known), stores it with the run, and prediction uses it unless
+the config (or the caller) sets one."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy import ndimage
+
+from medseg.instance.config import InstanceConfig, instance_config_from_dict
+from medseg.instance.predictor import InstancePredictor
+from medseg.instance.validation import best_threshold, validate
+from medseg.volume import Volume
+from tests.instance.conftest import TINY
+
+
+class ScoredBlobNet:
+    """Detects each 8-connected blob of channel 0: bright ones (> 0.9, HU > 124 in the first
+    window) score 0.8, dimmer ones (0.6-0.9) score 0.3."""
+
+    def eval(self):
+        return self
+
+    def __call__(self, images):
+        out = []
+        for img in images:
+            c0 = img[0].numpy()
+            masks, scores = [], []
+            for sel, score in ((c0 > 0.9, 0.8), ((c0 > 0.6) & (c0 <= 0.9), 0.3)):
+                cc, n = ndimage.label(sel, np.ones((3, 3)))
+                masks += [cc == i for i in range(1, n + 1)]
+                scores += [score] * n
+            m = np.stack(masks) if masks else np.zeros((0, *c0.shape), bool)
+            out.append({"boxes": torch.zeros((len(m), 4)), "labels": torch.ones(len(m), dtype=torch.int64),
+                        "scores": torch.tensor(scores, dtype=torch.float32).reshape(-1),
+                        "masks": torch.from_numpy(m[:, None].astype(np.float32))})
+        return out
+
+
+def _case():
+    """40 x 40 x 8 voxels of 1 mm: two labelled lesions (label 2, 200 HU, bright) and one
+    unlabelled decoy (100 HU: detected with score 0.3) in a 40 HU organ (label 1)."""
+    x, y, z = np.meshgrid(*[np.arange(n) for n in (40, 40, 8)], indexing="ij")
+    hu = np.full((40, 40, 8), 40, np.int16)
+    lab = np.ones((40, 40, 8), np.uint8)
+    for c, v, labelled in (((10, 10, 3), 200, True), ((28, 12, 4), 200, True), ((20, 30, 4), 100, False)):
+        ball = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= 9
+        hu[ball] = v
+        if labelled:
+            lab[ball] = 2
+    return Volume(hu, np.eye(4)), Volume(lab, np.eye(4))
+
+
+def _cfg():
+    cfg = InstanceConfig()
+    cfg.data.spacing_mm = (1.0, 1.0)
+    cfg.data.min_instance_pixels = 1   # every detected blob pixel set is a reference instance too
+    return cfg
+
+
+def test_validation_picks_the_threshold_of_best_f1_by_hand():
+    """t <= 0.3: 2 TP + 1 FP -> F1 = 2 (2/3) (1) / (5/3) = 0.8; 0.3 < t <= 0.8: F1 1; t > 0.8:
+    nothing predicted -> 0. Tied best 0.4-0.8 -> the median, 0.6. AP50: both lesions found in
+    every slice, ranked above the decoy -> 1."""
+    m = validate(ScoredBlobNet(), [_case()], _cfg(), {"lesion": 2}, [0, 1, 2], torch.device("cpu"))
+    expect = {0.1: 0.8, 0.2: 0.8, 0.3: 0.8, 0.4: 1.0, 0.5: 1.0, 0.6: 1.0, 0.7: 1.0, 0.8: 1.0, 0.9: 0.0}
+    assert m["f1_by_threshold"] == pytest.approx(expect)
+    assert m["score_threshold"] == 0.6 and m["lesion_f1"] == 1.0 and m["n_ref"] == 2
+    assert m["ap50"] == pytest.approx(1.0) and m["f1"] == {"lesion": 1.0}
+
+
+def test_best_threshold_rule():
+    assert best_threshold({0.1: 0.5, 0.2: 0.9, 0.3: 0.7}) == 0.2
+    assert best_threshold({0.1: 1.0, 0.2: 1.0, 0.3: 1.0, 0.4: 1.0}) == 0.2      # even tie: the lower middle
+    assert best_threshold({0.5: 0.0, 0.3: 0.0, 0.7: 0.0}) == 0.5
+
+
+def _run_dir(tmp_path, stored, config_threshold="auto"):
+    """A run folder: TINY's model with random weights and a stored threshold."""
+    from medseg.instance.model import build_model
+
+    cfg = instance_config_from_dict({**TINY, "inference": {**TINY["inference"], "score_threshold": config_threshold}})
+    model = build_model(cfg.model, 2, spacing_mm=cfg.data.spacing_mm)
+    torch.save({"medseg_checkpoint": 1, "model": model.state_dict(), "score_threshold": stored, "epoch": 0},
+               tmp_path / "best.pt")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY, "inference": {**TINY["inference"],
+                                                                                 "score_threshold": config_threshold}}))
+    (tmp_path / "labels.json").write_text(json.dumps({"labels": {"background": 0, "tumour": 4},
+                                                      "classes": {"background": 0, "tumour": 1}}))
+    return tmp_path
+
+
+def test_prediction_uses_the_stored_threshold_unless_overridden(tmp_path):
+    (tmp_path / "a").mkdir()
+    run = _run_dir(tmp_path / "a", 0.7)
+    p = InstancePredictor.from_run(run, device="cpu")
+    assert p.cfg.inference.score_threshold == 0.7 and p.threshold_source == "validation (best.pt)"
+    assert InstancePredictor.from_run(run, device="cpu", score_threshold=0.25).cfg.inference.score_threshold == 0.25
+    (tmp_path / "b").mkdir()
+    fixed = InstancePredictor.from_run(_run_dir(tmp_path / "b", 0.7, config_threshold=0.4), device="cpu")
+    assert fixed.cfg.inference.score_threshold == 0.4 and fixed.threshold_source == "config"
+    (tmp_path / "c").mkdir()
+    never = InstancePredictor.from_run(_run_dir(tmp_path / "c", None), device="cpu")
+    assert never.cfg.inference.score_threshold == 0.5 and never.threshold_source.startswith("default")
+
+
+def test_the_threshold_decides_which_detections_become_lesions(tmp_path):
+    """With the stand-in network, 0.6 keeps the two lesions and drops the decoy; 0.2 keeps all three."""
+    image, label = _case()
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    for thr, n in ((0.6, 2), (0.2, 3)):
+        cfg = _cfg()
+        cfg.inference.score_threshold = thr
+        res = InstancePredictor(ScoredBlobNet(), cfg, {"background": 0, "lesion": 1}, tmp_path,
+                                torch.device("cpu")).predict([image])
+        assert len(res.tables["lesions"]) == n
+        if n == 2:
+            np.testing.assert_array_equal(res.mask.array > 0, label.array == 2)
