@@ -20,6 +20,39 @@ from medseg.volume import Volume
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_(Name|LabelValue|Layer)$")
 
 
+class _ITKWarnings(sitk.LoggerBase):
+    """ITK's own messages (written by its C++ code straight to stderr otherwise) as Python
+    warnings, so the CLI prints them as one ``warning: ITK: ...`` line like every other warning."""
+
+    def _emit(self, text: str) -> None:
+        import warnings
+
+        from medseg.errors import MedsegWarning
+
+        msg = " ".join(str(text).split())
+        if msg:
+            warnings.warn(f"ITK: {msg}", MedsegWarning, stacklevel=2)
+
+    def DisplayText(self, t):  # noqa: N802 -- SimpleITK's names
+        self._emit(t)
+
+    def DisplayWarningText(self, t):  # noqa: N802
+        self._emit(t)
+
+    def DisplayErrorText(self, t):  # noqa: N802
+        self._emit(t)
+
+    def DisplayGenericOutputText(self, t):  # noqa: N802
+        self._emit(t)
+
+    def DisplayDebugText(self, t):  # noqa: N802 -- debug output stays silent
+        pass
+
+
+_ITK_LOGGER = _ITKWarnings()
+_ITK_LOGGER.SetAsGlobalITKLogger()  # kept referenced for the life of the process
+
+
 def _short(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     # ITK messages end with the useful sentence; keep the last informative line.

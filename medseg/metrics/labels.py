@@ -43,6 +43,10 @@ def load_labels(path: str | Path) -> dict[int, str]:
 normalize_labels = parse_labels
 
 
+#: The largest class / instance id a label map may hold (uint16's range).
+MAX_LABEL_VALUE = 65535
+
+
 def as_label_map(array, what: str) -> np.ndarray:
     """Validate a label map and return it as a non-negative integer array.
 
@@ -65,6 +69,10 @@ def as_label_map(array, what: str) -> np.ndarray:
         raise InputError(f"the {what} has dtype {a.dtype}; a label map must hold integer class ids")
     if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise InputError(f"the {what} holds negative values ({a.min()}); class ids must be 0 (background) or positive")
+    if a.size and a.dtype.itemsize > 2 and int(a.max()) > MAX_LABEL_VALUE:
+        # refused before anything is sized by the largest value (per-value tables would need GBs)
+        raise InputError(f"the {what} holds label value {int(a.max())}; class and instance ids above "
+                         f"{MAX_LABEL_VALUE} are not supported -- is this a label map (not an image)?")
     return a
 
 

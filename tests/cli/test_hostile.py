@@ -194,7 +194,7 @@ def _case(tmp_path: Path, name: str):
         nib.save(nib.Nifti1Image(a, np.eye(4)), str(big))
         ref = t / "ref.nii.gz"
         nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.uint8), np.eye(4)), str(ref))
-        return ["evaluate", "--pred", big, "--ref", ref], ".", [big, ref]
+        return ["evaluate", "--pred", big, "--ref", ref], "label value 2000000000", [big, ref]
     raise AssertionError(name)
 
 

@@ -92,3 +92,23 @@ def test_truncated_nrrd_is_found_at_read_time(tmp_path):
 
     with pytest.raises(InputError, match="truncated or corrupt"):
         read_volume(cut)
+
+
+def test_itk_messages_become_medseg_warnings():
+    """ITK's C++ output goes through medseg's global ITK logger: a `warning: ITK: ...` line in the
+    CLI instead of raw text on stderr."""
+    import warnings
+
+    import SimpleITK as sitk
+
+    import medseg.io.itk as itk_mod
+    from medseg.errors import MedsegWarning
+
+    assert itk_mod._ITK_LOGGER is not None
+    logger = sitk.LoggerBase.GetGlobalITKLogger()  # ITK's global logger, which forwards to medseg's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger.DisplayWarningText("WARNING: In itkFoo.cxx, line 1\n  something   odd\n")
+        logger.DisplayDebugText("debug chatter")
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (MedsegWarning, "ITK: WARNING: In itkFoo.cxx, line 1 something odd")]
