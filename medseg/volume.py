@@ -1,5 +1,5 @@
 """`Volume`: voxels plus their grid in the world. Anything spatial crossing a module boundary
-is a `Volume`, never a bare array (DESIGN.md convention 1).
+is a `Volume`, never a bare array (docs/concepts/design.md convention 1).
 
 Conventions (array index order, RAS+ affine) are defined once in :mod:`medseg.geometry`.
 """

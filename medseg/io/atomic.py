@@ -1,7 +1,7 @@
 """Atomic file output: write to a temporary name in the target folder, then rename.
 
 A crash or Ctrl-C during a write leaves either the old file or nothing -- never half a file
-under the final name (DESIGN.md convention 6).
+under the final name (docs/concepts/design.md convention 6).
 
 Permissions: a finished output has the mode a plain ``open(path, "w")`` would give it,
 ``0o666 & ~umask`` for files and ``0o777 & ~umask`` for folders (``tempfile`` creates its files

@@ -18,7 +18,7 @@ get their class values as medseg recorded them (else by name from the prediction
 ``labels.json``, else the segment numbers).
 
 A case that cannot be scored (no prediction, an unreadable file, mismatched grids, an
-undeclared label) is recorded with its reason and the others go on (DESIGN.md convention 5).
+undeclared label) is recorded with its reason and the others go on (docs/concepts/design.md convention 5).
 """
 
 from __future__ import annotations

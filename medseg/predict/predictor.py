@@ -1,6 +1,6 @@
 """`Predictor`: a U-Net run directory applied to scans, result on exactly the source grid.
 
-Pipeline (DESIGN.md's one data flow): the run's plan preprocessing (reorient -> resample ->
+Pipeline (the one data flow of docs/concepts/design.md): the run's plan preprocessing (reorient -> resample ->
 normalise) -> streaming Gaussian sliding windows (:mod:`medseg.predict.sliding`; optional
 mirroring TTA) -> class probabilities resampled onto the source grid, argmax there
 (:mod:`medseg.predict.inversion`) -> postprocessing from the run's config (largest component / minimum size per class). A cascade

@@ -46,7 +46,7 @@ def autocast_dtype(precision: str, device: torch.device):
     return torch.bfloat16
 
 
-#: Explicit name -> builder registry (DESIGN.md convention 4).
+#: Explicit name -> builder registry (docs/concepts/design.md convention 4).
 NETWORKS = {"DynUNet": _dynunet, "UNet": _unet}
 
 

@@ -1,4 +1,4 @@
-"""The run directory: every file a training run writes (DESIGN.md: a run is self-describing).
+"""The run directory: every file a training run writes (docs/concepts/design.md: a run is self-describing).
 
     RUN_DIR/config.yaml     the resolved training config
     RUN_DIR/plan.yaml       the dataset plan used (preprocessing + shapes)

@@ -1,6 +1,6 @@
 """Everything a run needs before its first step: dataset check, plan, folds, cache, loader.
 
-Training reads the same readers and the same preprocessing as prediction (DESIGN.md), through
+Training reads the same readers and the same preprocessing as prediction (docs/concepts/design.md), through
 the preprocessed cache of :mod:`medseg.data.cache`.
 """
 
