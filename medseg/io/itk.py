@@ -30,6 +30,9 @@ class _ITKWarnings(sitk.LoggerBase):
         from medseg.errors import MedsegWarning
 
         msg = " ".join(str(text).split())
+        # "WARNING: In /build/.../itkImageSeriesReader.hxx, line 502 ImageSeriesReader (0x55..): text" -> the text
+        msg = re.sub(r"^(?:WARNING|ERROR)?:?\s*In \S+, line \d+\s*", "", msg)
+        msg = re.sub(r"^(\w+) \(0x[0-9a-fA-F]+\):\s*", r"\1: ", msg)
         if msg:
             warnings.warn(f"ITK: {msg}", MedsegWarning, stacklevel=2)
 

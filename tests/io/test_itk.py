@@ -108,7 +108,7 @@ def test_itk_messages_become_medseg_warnings():
     logger = sitk.LoggerBase.GetGlobalITKLogger()  # ITK's global logger, which forwards to medseg's
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        logger.DisplayWarningText("WARNING: In itkFoo.cxx, line 1\n  something   odd\n")
+        logger.DisplayWarningText("WARNING: In /build/itkFoo.hxx, line 502\nFooReader (0x55d0c1): something   odd\n")
         logger.DisplayDebugText("debug chatter")
     assert [(w.category, str(w.message)) for w in caught] == [
-        (MedsegWarning, "ITK: WARNING: In itkFoo.cxx, line 1 something odd")]
+        (MedsegWarning, "ITK: FooReader: something odd")]
