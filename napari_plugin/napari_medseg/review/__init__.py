@@ -3,19 +3,7 @@
 ``cases``, ``state`` and ``export`` are plain Python (no Qt); ``widget`` is the napari dock widget.
 """
 
-from napari_medseg.review.cases import ReviewCase, Worklist, discover
-from napari_medseg.review.export import ExportResult, export_nnunet
-from napari_medseg.review.state import FINAL_STATUSES, STATUSES, CaseState, LoadedCase, ReviewSession
-
-__all__ = [
-    "ReviewCase",
-    "Worklist",
-    "discover",
-    "ReviewSession",
-    "CaseState",
-    "LoadedCase",
-    "STATUSES",
-    "FINAL_STATUSES",
-    "export_nnunet",
-    "ExportResult",
-]
+# The review logic lives in medseg (napari-free, shared with `medseg review --export`); the plugin
+# re-exports it so plugin code keeps importing from here.
+from medseg.review import *  # noqa: F401,F403
+from medseg.review import __all__  # noqa: F401
