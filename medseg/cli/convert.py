@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _input_files(path: Path) -> set[Path]:
-    """Every file the input consists of, resolved: the file, an .mhd's data file, a folder's files."""
+    """Every file the input consists of, resolved: the file, an .mhd/.nhdr's data file, a folder's files."""
     if path.is_dir():
         return {safe_resolve(p) for p in path.rglob("*") if p.is_file()}
     files = {safe_resolve(path)}
-    if path.name.lower().endswith(".mhd"):
+    if path.name.lower().endswith((".mhd", ".nhdr")):
         files |= {safe_resolve(p) for p in mhd_data_files(path)}
     return files
 
@@ -59,7 +59,7 @@ def _check_companions(args: argparse.Namespace) -> None:
     """An ``.mhd`` output also writes ``X.raw``/``X.zraw``: those count as outputs. Never replace
     an input's file; replace another file of that name only with --overwrite."""
     out = args.output
-    targets = [out] + (data_file_names(out) if out.name.lower().endswith(".mhd") else [])
+    targets = [out] + data_file_names(out)
     inputs = _input_files(args.input) if args.input.exists() else set()
     for t in targets:
         if (t.exists() or t.is_symlink()) and safe_resolve(t) in inputs:
@@ -68,4 +68,4 @@ def _check_companions(args: argparse.Namespace) -> None:
     for t in targets[1:]:
         if (t.exists() or t.is_symlink()) and not args.overwrite:
             raise OutputError(f"writing {out} would replace {t} (its data file), which exists and may belong to "
-                              "another .mhd; choose another name or allow overwriting (--overwrite)")
+                              "another header; choose another name or allow overwriting (--overwrite)")

@@ -80,22 +80,33 @@ def slicer_segments(reader_or_image) -> dict[int, str]:
 
 
 def _element_data_file(path: Path) -> str | None:
-    """The ``ElementDataFile`` value of a MetaImage header, as written (None when absent)."""
+    """The data file named by a detached header, as written (None when absent): a MetaImage
+    header's ``ElementDataFile`` (``.mhd``) or a detached NRRD header's ``data file`` /
+    ``datafile`` field (``.nhdr``)."""
     try:
         with open(path, encoding="latin-1") as f:
             head = f.read(65536)
     except OSError:
         return None
+    nrrd = str(path).lower().endswith(".nhdr")
     for line in head.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "ElementDataFile":
-            return value.strip()
+        if nrrd:
+            if not line.strip():
+                break  # the end of an NRRD header
+            key, sep, value = line.partition(":")
+            if sep and not value.startswith("=") and key.strip().lower() in ("data file", "datafile"):
+                return value.strip()
+        else:
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "ElementDataFile":
+                return value.strip()
     return None
 
 
 def mhd_data_files(path: Path) -> list[Path]:
-    """The data file a MetaImage header ``path`` (``.mhd``) names in ``ElementDataFile``, joined
-    to the header's folder ([] for ``LOCAL``, no such line, or a ``LIST``/pattern form)."""
+    """The data file a detached header ``path`` (``.mhd``: ``ElementDataFile``; ``.nhdr``:
+    ``data file``) names, joined to the header's folder ([] for ``LOCAL``, no such line, or a
+    ``LIST``/pattern form)."""
     value = _element_data_file(path)
     if not value or value.upper() == "LOCAL" or value.upper().startswith("LIST") or "%" in value:
         return []
@@ -103,25 +114,50 @@ def mhd_data_files(path: Path) -> list[Path]:
 
 
 def data_file_names(header: Path) -> list[Path]:
-    """Companion data files SimpleITK writes next to a ``.mhd`` output (``X.raw``, ``X.zraw``)."""
-    stem = Path(header).name[: -len(".mhd")]
-    return [Path(header).parent / f"{stem}{s}" for s in (".raw", ".zraw")]
+    """Companion data files SimpleITK writes next to an ``.mhd`` output (``X.raw``, ``X.zraw``);
+    [] for other outputs (``.nhdr`` is read, not written)."""
+    name = Path(header).name
+    if name.lower().endswith(".mhd"):
+        return [Path(header).parent / f"{name[:-4]}{s}" for s in (".raw", ".zraw")]
+    return []
 
 
 def _check_mhd_data_file(path: Path) -> None:
-    """Refuse a MetaImage header whose ``ElementDataFile`` leaves its folder (``../../etc/passwd``,
-    an absolute path, a symlink out): reading it would disclose an unrelated file as voxels."""
+    """Refuse a detached header (``.mhd`` / ``.nhdr``) whose data file leaves its folder
+    (``../../etc/passwd``, an absolute path, a symlink out): reading it would disclose an
+    unrelated file as voxels. NRRD's ``LIST`` and pattern forms name several files: each is
+    checked the same way."""
     value = _element_data_file(path)
-    for data in mhd_data_files(path):
+    files = mhd_data_files(path)
+    if value and str(path).lower().endswith(".nhdr") and not files:
+        files, value = _nrrd_listed_files(Path(path), value)
+    for data in files:
         folder = Path(path).parent.resolve()
         try:
             target = data.resolve()
         except (OSError, RuntimeError):
             target = data
         if Path(value).is_absolute() or ".." in Path(value).parts or not target.is_relative_to(folder):
+            field = "data file" if str(path).lower().endswith(".nhdr") else "ElementDataFile"
             raise InputError(f"{path} names its voxel data {value!r} outside its own folder; medseg reads "
-                             "MetaImage data files only from the header's folder -- move the data file next to "
-                             "the header and set ElementDataFile to its name")
+                             "data files of detached headers only from the header's folder -- move the data "
+                             f"file next to the header and set {field} to its name")
+
+
+def _nrrd_listed_files(path: Path, value: str) -> tuple[list[Path], str]:
+    """The files of an NRRD ``data file: LIST`` (one name per line on the header's remaining
+    lines) or of a pattern form (``%03d.raw 1 10 1``: only the pattern's
+    folder part can leave the header's folder, so the pattern itself is checked)."""
+    if value.upper().startswith("LIST"):
+        with open(path, encoding="latin-1") as f:
+            lines = f.read(65536).splitlines()
+        idx = next((i for i, ln in enumerate(lines) if ln.partition(":")[0].strip().lower() in
+                    ("data file", "datafile")), len(lines))
+        names = [ln.strip() for ln in lines[idx + 1:] if ln.strip()]
+        bad = next((n for n in names if Path(n).is_absolute() or ".." in Path(n).parts), names[0] if names else "")
+        return [path.parent / n for n in names], bad
+    pattern = value.split()[0]
+    return [path.parent / pattern], pattern
 
 
 def read_itk(path: Path, fmt: str) -> Volume:
@@ -131,7 +167,7 @@ def read_itk(path: Path, fmt: str) -> Volume:
         Volume whose array is the ``[i, j, k]`` view of the file's voxels and whose affine is
         the file's LPS geometry converted to RAS+.
     """
-    if str(path).lower().endswith(".mhd"):
+    if str(path).lower().endswith((".mhd", ".nhdr")):
         _check_mhd_data_file(Path(path))
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))

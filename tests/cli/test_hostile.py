@@ -106,6 +106,19 @@ def _case(tmp_path: Path, name: str):
         p.write_text("ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\n"
                      "ElementSpacing = 1 1 1\nElementDataFile = ../secret/data.raw\n")
         return ["convert", p, t / "leak.nii.gz"], "outside its own folder", [p, t / "secret"]
+    if name in ("NRRD data file outside its folder", "NRRD data file LIST outside its folder"):
+        (t / "secret").mkdir()
+        (t / "secret" / "data.raw").write_bytes(bytes(range(8)))
+        (t / "hdr").mkdir()
+        (t / "hdr" / "ok.raw").write_bytes(bytes(4))
+        p = t / "hdr" / "evil.nhdr"
+        head = ("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n"
+                "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n")
+        if name.endswith("LIST outside its folder"):
+            p.write_text(head + "data file: LIST 2\nok.raw\n../secret/data.raw\n")
+        else:
+            p.write_text(head + "data file: ../secret/data.raw\n")
+        return ["convert", p, t / "leak.nii.gz"], "outside its own folder", [p, t / "secret"]
     if name == "DICOM PixelSpacing 0":
         p = t / "series"
         write_dicom_series(p, np.ones((4, 4, 5), np.uint16), spacing=(0.0, 0.8))
@@ -201,7 +214,8 @@ def _case(tmp_path: Path, name: str):
 CASES = [
     "NaN in the sform", "inf in the sform", "zero spacing in the sform", "singular sform", "zero pixdim, no sform",
     "NaN pixdim, no xform", "RGB NIfTI", "RGB NIfTI in a dataset", "NRRD with spacing 0",
-    "MetaImage data file outside its folder", "DICOM PixelSpacing 0", "DICOM huge RescaleSlope",
+    "MetaImage data file outside its folder", "NRRD data file outside its folder",
+    "NRRD data file LIST outside its folder", "DICOM PixelSpacing 0", "DICOM huge RescaleSlope",
     "numTraining not a number", "channel_names a list", "channel_names key not a number",
     "Decathlon test not a list", "Decathlon test entry not a path", "splits.json not a list",
     "splits.json fold malformed", "lr .nan in a config", "batch_size 0 in a config", "plan --spacing nan 1 1",
@@ -251,6 +265,17 @@ def test_convert_removes_stale_temporaries_of_its_output_only(tmp_path, capsys):
     assert main(["convert", str(src), str(out_dir / "y.nii.gz")]) == 0, capsys.readouterr().err
     assert not stale.exists() and other.exists()
     assert np.array_equal(np.asarray(nib.load(str(out_dir / "y.nii.gz")).dataobj), ZEROS)
+
+
+def test_detached_nrrd_inside_its_folder_reads_like_simpleitk(tmp_path, capsys):
+    """The containment check leaves an ordinary detached NRRD (header + .raw / .raw.gz) alone."""
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    for i, gz in enumerate((False, True)):
+        p = tmp_path / f"n{i}.nhdr"
+        sitk.WriteImage(sitk.GetImageFromArray(data), str(p), gz)
+        assert main(["convert", str(p), str(tmp_path / f"n{i}.nii.gz")]) == 0, capsys.readouterr().err
+        back = np.asarray(nib.load(str(tmp_path / f"n{i}.nii.gz")).dataobj)
+        assert np.array_equal(back, sitk.GetArrayFromImage(sitk.ReadImage(str(p))).T)
 
 
 def test_convert_mhd_replaces_a_foreign_data_file_only_with_overwrite(tmp_path, capsys):
