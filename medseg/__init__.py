@@ -19,19 +19,20 @@ The spatial convention (RAS+ mm world, ``[i, j, k]`` as stored) is defined in
 :mod:`medseg.geometry`. The README's "Python API" section runs end to end (a test executes it).
 """
 
+from medseg._lazy import lazy_exports
+from medseg._version import __version__
 from medseg.errors import Cancelled, GeometryError, InputError, MedsegError, MedsegWarning, OutputError
 from medseg.geometry import Geometry
 from medseg.io import read_volume, scan_dicom, write_mask_like, write_volume
+from medseg.model.tasks import Task, register_task
 from medseg.volume import Volume
-
-__version__ = "0.1.0"
 
 #: name -> "module:attribute", imported on first use (keeps `import medseg` and the CLI fast).
 _LAZY = {
     "load_dataset": "medseg.data.layout:load_dataset",
     "check_dataset": "medseg.data.validate:check_dataset",
     "plan_dataset": "medseg.data.plan:plan_dataset",
-    "load_plan": "medseg.data.plan:load_plan",
+    "load_plan": "medseg.plans:load_plan",
     "write_phantom_dataset": "medseg.data.phantoms:write_phantom_dataset",
     "train": "medseg.train",  # the package is callable: medseg.train(config, dataset, out, ...)
     "Predictor": "medseg.predict.predictor:Predictor",
@@ -58,14 +59,38 @@ __all__ = [
     "__version__",
 ]
 
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-def __getattr__(name: str):
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'medseg' has no attribute {name!r}")
-    import importlib
 
-    module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
-    globals()[name] = value
-    return value
+# ---- the model kinds (medseg.model.tasks) -------------------------------------------------
+# This facade is the one module above every layer, so it is where the trainers and predictors
+# (medseg.train / medseg.predict for the U-Net, medseg.instance for the Mask R-CNN) are wired
+# into the task table that medseg.train() and load_predictor() read; each import happens on
+# first use. See docs/concepts/design.md ("Layers").
+
+def _unet_trainer():
+    from medseg.train.trainer import train
+
+    return train
+
+
+def _unet_predictor():
+    from medseg.predict.predictor import Predictor
+
+    return Predictor
+
+
+def _instance_trainer():
+    from medseg.instance.trainer import train_instance
+
+    return train_instance
+
+
+def _instance_predictor():
+    from medseg.instance.predictor import InstancePredictor
+
+    return InstancePredictor
+
+
+register_task(Task("semantic", trainer=_unet_trainer, predictor=_unet_predictor))
+register_task(Task("instance", trainer=_instance_trainer, predictor=_instance_predictor))

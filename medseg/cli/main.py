@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.cli import check_dataset, convert, evaluate, info, phantoms, plan, predict, report, review, train
 from medseg.errors import MedsegError, MedsegWarning
 from medseg.signals import Terminated, handle_sigterm

@@ -1,19 +1,28 @@
 """``medseg review DIR [--reviewer NAME]``: review and correct masks in napari;
 ``medseg review DIR --export OUT``: write the accepted cases as an nnU-Net dataset, no GUI.
 
-napari and the napari-medseg plugin are optional: they are imported only when the GUI is
-opened, so the core CLI never needs Qt; ``--export`` imports neither (:mod:`medseg.review`).
+medseg never imports napari or Qt. The GUI is the napari plugin's ``launch_review``, found through
+the one documented lookup :func:`review_app`: the entry-point group ``medseg.review_app``
+(``napari_plugin/pyproject.toml`` declares ``napari = "napari_medseg:launch_review"``).
+``--export`` needs neither napari nor the plugin (:mod:`medseg.review`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from medseg.errors import MedsegError
 
+#: The entry-point group of the review GUI: one callable ``app(folder, *, reviewer=None) -> int``
+#: that blocks until the window is closed, raises ImportError when napari or its Qt binding is
+#: missing (before any window opens) and MedsegError for what the user can fix.
+REVIEW_APP_GROUP = "medseg.review_app"
+
+PLUGIN_HINT = ("the napari review app is not installed (no 'medseg.review_app' entry point); install the "
+               "napari plugin: pip install -e napari_plugin")
 INSTALL_HINT = ("napari is not installed; install the plugin: pip install -e napari_plugin[testing] "
                 "(or napari[pyqt6])")
 
@@ -40,22 +49,18 @@ def add_parser(sub, parents) -> None:
                    help="with --export: the statuses to export, comma-separated (default approved,corrected)")
 
 
-def _import_napari():
+def review_app() -> Callable[..., int]:
+    """The review GUI registered under the entry-point group ``medseg.review_app`` (the napari
+    plugin's ``napari_medseg.launch_review``); MedsegError saying how to install it when none is."""
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=REVIEW_APP_GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise MedsegError(PLUGIN_HINT)
     try:
-        import napari
-        from napari_medseg.review.widget import ReviewWidget
-    except ImportError as e:
-        raise MedsegError(INSTALL_HINT) from e
-    return napari, ReviewWidget
-
-
-def _check_display() -> None:
-    """Qt aborts the whole process without a display; say so first."""
-    if sys.platform.startswith("linux") and not any(
-        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
-    ):
-        raise MedsegError("no display to open napari on (DISPLAY is not set); run medseg review on a desktop "
-                          "session, over ssh -X, or for a test under xvfb-run")
+        return found[0].load()
+    except ImportError as e:  # the entry point is declared but its package is gone
+        raise MedsegError(f"{PLUGIN_HINT} ({found[0].value} cannot be imported: {e})") from e
 
 
 def export(args: argparse.Namespace) -> int:
@@ -78,21 +83,8 @@ def export(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "export", None) is not None:
         return export(args)
-    napari, ReviewWidget = _import_napari()
-    from napari_medseg.correction_widget import CorrectionWidget
-    from napari_medseg.review.cases import discover
-
-    discover(args.dir)  # a folder that cannot be reviewed fails here, with one line
-    _check_display()
+    app = review_app()
     try:
-        viewer = napari.Viewer(title=f"medseg review: {args.dir}")
-    except ImportError as e:  # napari without a Qt binding
+        return app(args.dir, reviewer=args.reviewer)
+    except ImportError as e:  # napari, or its Qt binding, is missing
         raise MedsegError(INSTALL_HINT) from e
-    widget = ReviewWidget(viewer, folder=args.dir, reviewer=args.reviewer)
-    viewer.window.add_dock_widget(widget, name="medseg review", area="right")
-    viewer.window.add_dock_widget(CorrectionWidget(viewer), name="correction tools", area="right")
-    try:
-        napari.run()
-    finally:
-        widget.close_session()  # saves the open case's edits and time
-    return 0

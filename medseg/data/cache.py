@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.data.layout import Case, DatasetSpec
-from medseg.data.plan import Plan
+from medseg.plans import Plan
 from medseg.io import read_volume
 from medseg.preprocess import Preprocessor
 

@@ -30,6 +30,10 @@ class InstanceDataConfig:
         intensity: ``ct``: windows in HU; ``percentile``: 0.5-99.5 percentile of the volume
             mapped to [0, 1] (MR); only with ``channels: neighbours``.
         windows: (level, width) HU; three for ``windows``, the first is used for ``neighbours``.
+            ``auto``: derived from the training data (:func:`medseg.instance.channels.lesion_windows`:
+            the HU range of the lesion classes and the tissue around them, at 1x, 2x and 4x its
+            width), so a lung-nodule or a bone-lesion dataset gets its own windows; the run
+            records the values it used.
         crop_px: training crops are ``crop_px x crop_px`` pixels at ``spacing_mm`` (0: whole
             slices). Slices smaller than a crop are padded with air (every channel 0).
         lesion_crop_fraction: share of crops centred on a lesion (a random per-slice instance,
@@ -49,7 +53,8 @@ class InstanceDataConfig:
     spacing_mm: tuple[float, float] = (0.8, 0.8)
     channels: Literal["windows", "neighbours"] = "windows"
     intensity: Literal["ct", "percentile"] = "ct"
-    windows: list[tuple[float, float]] = field(default_factory=lambda: [(60.0, 160.0), (100.0, 300.0), (40.0, 400.0)])
+    windows: list[tuple[float, float]] | Literal["auto"] = field(
+        default_factory=lambda: [(60.0, 160.0), (100.0, 300.0), (40.0, 400.0)])
     neighbour_offset: int = 1
     crop_px: int = 160
     lesion_crop_fraction: float = 0.7
@@ -65,7 +70,9 @@ class InstanceDataConfig:
             raise ConfigError(f"{where}.classes: name at least one class of the dataset, or use auto")
         if any(s <= 0 for s in self.spacing_mm):
             raise ConfigError(f"{where}.spacing_mm: must be > 0 mm, got {list(self.spacing_mm)}")
-        if self.channels == "windows" and len(self.windows) != 3:
+        if self.windows == "auto":
+            pass
+        elif self.channels == "windows" and len(self.windows) != 3:
             raise ConfigError(f"{where}.windows: channels 'windows' needs exactly 3 (level, width) windows, "
                               f"got {len(self.windows)}")
         if self.channels == "neighbours" and self.intensity == "ct" and not self.windows:
@@ -73,7 +80,7 @@ class InstanceDataConfig:
         if self.channels == "windows" and self.intensity == "percentile":
             raise ConfigError(f"{where}.intensity: 'percentile' goes with channels 'neighbours' "
                               "(windows are in HU); choose channels: neighbours or intensity: ct")
-        if any(w <= 0 for _, w in self.windows):
+        if self.windows != "auto" and any(w <= 0 for _, w in self.windows):
             raise ConfigError(f"{where}.windows: widths must be > 0 HU")
         if self.neighbour_offset < 1:
             raise ConfigError(f"{where}.neighbour_offset: must be >= 1 slice")
@@ -105,8 +112,11 @@ class InstanceModelConfig:
             ``batch`` (trainable BatchNorm), ``frozen`` (FrozenBatchNorm2d, for pretrained
             weights). The torchvision models use ``frozen`` with pretrained weights, else ``batch``.
         fpn_channels: FPN width (``name: maskrcnn``).
-        returned_layers: ResNet stages 1-4 fed to the FPN (strides 4, 8, 16, 32); one more
-            level (max-pooled from the last) is added.
+        returned_layers: ResNet stages 1-4 fed to the FPN (strides 4, 8, 16, 32 with
+            ``stem_stride: 4``); one more level (max-pooled from the last) is added.
+        stem_stride: 4 (torchvision: the stem's stride-2 conv and its max-pool) or 2 (no
+            max-pool: every stage at half the stride, so a 5-pixel lesion spans 2-3 feature cells
+            of stage 1 instead of about one; about 3x the backbone compute). ``name: maskrcnn`` only.
         anchor_sizes_mm: anchor side (mm) per FPN level, smallest level first: one per returned
             layer plus one for the pooled level. Converted to pixels with ``data.spacing_mm``.
         aspect_ratios: anchor height / width ratios, the same at every level.
@@ -124,6 +134,7 @@ class InstanceModelConfig:
     norm: Literal["group", "batch", "frozen"] = "group"
     fpn_channels: int = 128
     returned_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
+    stem_stride: Literal[2, 4] = 4
     anchor_sizes_mm: list[float] = field(default_factory=lambda: [4.0, 8.0, 16.0, 32.0])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     box_head_size: int = 256
@@ -146,6 +157,8 @@ class InstanceModelConfig:
         if not self.returned_layers or sorted(set(self.returned_layers)) != list(self.returned_layers) \
                 or not set(self.returned_layers) <= {1, 2, 3, 4}:
             raise ConfigError(f"{where}.returned_layers: increasing ResNet stages from 1-4, got {self.returned_layers}")
+        if self.stem_stride not in (2, 4) or (self.stem_stride != 4 and self.name != "maskrcnn"):
+            raise ConfigError(f"{where}.stem_stride: 4, or 2 with name: maskrcnn; got {self.stem_stride}")
         n_levels = (len(self.returned_layers) if self.name == "maskrcnn" else 4) + 1
         if len(self.anchor_sizes_mm) != n_levels:
             raise ConfigError(f"{where}.anchor_sizes_mm: give one size per FPN level ({n_levels}: the returned "

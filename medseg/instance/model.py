@@ -10,7 +10,8 @@ Two families, chosen by ``model.name``:
 
 * ``maskrcnn`` (default): ``MaskRCNN`` on ``BackboneWithFPN`` over a torchvision ResNet
   (``backbone``: resnet18/34/50) whose normalisation is ``norm`` (``group``: GroupNorm, the
-  choice from random weights with batches of a few crops; ``batch``; ``frozen``), an FPN of
+  choice from random weights with batches of a few crops; ``batch``; ``frozen``), optionally
+  without the stem's max-pool (``stem_stride: 2``: features at strides 2-16), an FPN of
   ``fpn_channels`` over ``returned_layers`` plus a max-pooled level, a two-layer box head of
   ``box_head_size`` and a mask head of ``mask_head_layers`` convs. ResNet-18 + 128-channel FPN:
   about 5.7 M parameters (ResNet-50 FPN: 44 M).
@@ -112,6 +113,8 @@ def _construct(cfg: InstanceModelConfig, num_classes: int, spacing_mm) -> MaskRC
     if cfg.name == "maskrcnn":
         norm = _norm_layer(cfg.norm)
         body = RESNETS[cfg.backbone](weights=None, norm_layer=norm, zero_init_residual=cfg.norm != "frozen")
+        if cfg.stem_stride == 2:  # finer features for lesions of a few pixels (no parameters change)
+            body.maxpool = nn.Identity()
         stage_channels = {1: 64, 2: 128, 3: 256, 4: 512}
         mult = 4 if cfg.backbone == "resnet50" else 1
         in_channels = [stage_channels[k] * mult for k in cfg.returned_layers]

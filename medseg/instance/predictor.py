@@ -1,7 +1,7 @@
 """``InstancePredictor``: an instance run directory -> per-case lesion instance maps + lesion tables.
 
 ``medseg predict`` picks it for runs whose ``run.json`` says ``"task": "instance"``
-(:data:`medseg.predict.registry.PREDICTORS`); the batch engine writes ``mask`` as the case's
+(the task table of :mod:`medseg.model.tasks`); the batch engine writes ``mask`` as the case's
 output and ``tables["lesions"]`` as ``OUT/<case>_lesions.csv``.
 """
 
@@ -21,15 +21,16 @@ from medseg.instance.config import instance_config_from_dict
 from medseg.instance.inference import assemble, detect
 from medseg.instance.model import build_model, load_weights
 from medseg.instance.slices import image_to_model, slice_record
-from medseg.train.components import autocast_dtype
+from medseg.model import checkpoint as ck
+from medseg.model.device import autocast_dtype, resolve_device
+from medseg.predict.protocol import PredictorProtocol
 from medseg.predict.registry import model_id
 from medseg.predict.result import CasePrediction
-from medseg.train import checkpoint as ck
-from medseg.train.distributed import Dist, resolve_device
+from medseg.train.distributed import Dist
 from medseg.volume import Volume
 
 
-class InstancePredictor:
+class InstancePredictor(PredictorProtocol):
     """Slice-wise Mask R-CNN + cross-slice linking, on exactly the source grid.
 
     Attributes:
@@ -53,7 +54,7 @@ class InstancePredictor:
 
     @classmethod
     def from_run(cls, run_dir, device: str = "auto", tta: bool = False, overlap=None, score_threshold: float | None = None,
-                 organ_mask_labels: list[int] | None = None, organ_model=None, **ignored) -> "InstancePredictor":
+                 organ_mask_labels: list[int] | None = None, organ_model=None) -> "InstancePredictor":
         """Load ``RUN_DIR/best.pt`` (``last.pt`` when there is no best yet) and the run's config.
 
         The score threshold is, in this order: ``score_threshold`` when given; the run config's
@@ -103,8 +104,8 @@ class InstancePredictor:
         return out
 
     def predict(self, channels: Volume | list[Volume], progress: Callable[[int, int], None] | None = None,
-                cancel: threading.Event | None = None, organ_mask: Volume | None = None, uncertainty: bool = False,
-                **ignored) -> CasePrediction:
+                cancel: threading.Event | None = None, organ_mask: Volume | None = None,
+                uncertainty: bool = False) -> CasePrediction:
         """Lesions of one case.
 
         Args:

@@ -19,6 +19,7 @@ of the best epoch's F1 is stored in ``best.pt`` (``"score_threshold"``) and
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.config import ConfigError
 from medseg.data.layout import load_dataset
 from medseg.errors import InputError, OutputError
@@ -36,12 +37,12 @@ from medseg.instance.model import build_model
 from medseg.instance.report import metric_columns, metric_row, plot_curve
 from medseg.instance.validation import validate
 from medseg.io import read_volume
-from medseg.train import checkpoint as ck
-from medseg.train.distributed import Dist, resolve_device
+from medseg.model import checkpoint as ck
+from medseg.model.device import autocast_dtype, resolve_device
+from medseg.train.distributed import Dist
 from medseg.train.rundir import read_metrics, write_json, write_metrics, write_yaml
 from medseg.train.setup import check_or_raise
 from medseg.train.splits import fold_cases, load_or_create_splits
-from medseg.train.components import autocast_dtype
 from medseg.train.trainer import EpochReporter
 
 
@@ -128,7 +129,8 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
             Not with ``resume``.
         ignored: U-Net-only options (``plan``, ``gpu_memory_gb``) are accepted and unused.
     """
-    cfg = config if isinstance(config, InstanceConfig) else load_instance_config(config)
+    # a copy: ``auto`` settings are resolved on it, never on the caller's object
+    cfg = copy.deepcopy(config) if isinstance(config, InstanceConfig) else load_instance_config(config)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("the instance model trains in one process; run `medseg train` without torchrun")
     run_dir = Path(out)
@@ -166,6 +168,13 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     rep.line(f"reading {len(train_ids)} training and {len(val_ids)} validation cases (axial slices at "
              f"{cfg.data.spacing_mm[0]:g} x {cfg.data.spacing_mm[1]:g} mm)")
     cases = [load_case(by_id[i], cfg.data, list(class_values.values()), label_values) for i in train_ids]
+    if cfg.data.windows == "auto":
+        from medseg.instance.channels import lesion_windows
+
+        cfg.data.windows = lesion_windows([c.image for c in cases], [c.label for c in cases],
+                                          list(class_values.values()), cfg.data.spacing_mm)
+        rep.line("windows: auto -> " + ", ".join(f"level {lv:g} width {w:g} HU" for lv, w in cfg.data.windows)
+                 + " (from the lesion classes and the tissue around them)")
     val_cases = [(read_volume(by_id[i].images[0]), read_volume(by_id[i].label)) for i in val_ids]
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(model_classes), load_pretrained=ckpt is None and init is None,

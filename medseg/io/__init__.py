@@ -5,6 +5,8 @@
 * :func:`write_mask_like` -- a label map on the exact grid of a source volume.
 * :func:`scan_dicom` -- list the DICOM series under a folder without reading pixels.
 * :func:`write_dicom_seg` / :func:`read_dicom_seg` -- a mask of a DICOM series as DICOM SEG.
+* :class:`LabelTable`, :func:`read_labels` / :func:`write_labels`, :func:`mask_label_table` --
+  class names and colours (``labels.json``) next to masks; :func:`label_values` of a label map.
 
 Readers and writers are the only place where LPS (DICOM, ITK) meets medseg's RAS+
 convention (see :mod:`medseg.geometry`).
@@ -24,8 +26,9 @@ from medseg.io.atomic import atomic_dir_files, atomic_path
 from medseg.io.dicom import DEFAULT_TOLERANCE, read_dicom
 from medseg.io.dicom_scan import DicomScan, DicomSeries, scan_dicom
 from medseg.io.dicom_seg import is_dicom_seg, read_dicom_seg, write_dicom_seg
-from medseg.io.formats import input_format, output_format, split_suffix
+from medseg.io.formats import input_format, is_dicom_file, output_format, split_suffix
 from medseg.io.itk import read_itk, write_itk
+from medseg.io.labels import LabelTable, label_values, mask_label_table, read_labels, write_labels
 from medseg.io.nifti import read_nifti, write_nifti
 from medseg.volume import Volume
 
@@ -41,6 +44,12 @@ __all__ = [
     "DicomSeries",
     "input_format",
     "split_suffix",
+    "is_dicom_file",
+    "LabelTable",
+    "read_labels",
+    "write_labels",
+    "mask_label_table",
+    "label_values",
 ]
 
 

@@ -230,7 +230,7 @@ def write_dicom_seg(
     ids = _class_ids(np.asarray(mask.array))
     table = _segment_table(ids, labels)
     if algorithm_version is None:
-        from medseg import __version__ as algorithm_version
+        from medseg._version import __version__ as algorithm_version
 
     frames = _frames(ids, table)
     datasets = _source_datasets(files, source)

@@ -37,7 +37,7 @@ from medseg.metrics.folders import Evaluation, evaluate_folders, match_cases
 from medseg.metrics.instances import InstanceResult, MaskAP, average_precision, instance_matching, match_masks
 from medseg.metrics.labels import load_labels
 from medseg.metrics.lesions import LesionResult, detection_rates, label_components, lesion_matching, pooled_rates
-from medseg.metrics.overlap import dice, iou, volume_ml
+from medseg.metrics.overlap import dice, iou, volume_ml, voxel_ml
 from medseg.metrics.report import markdown_table, summarize, write_outputs
 from medseg.metrics.resample import resample_nearest
 from medseg.metrics.surface import SurfaceDistances, assd, hausdorff95, mask_edges, surface_dice, surface_distances
@@ -46,6 +46,7 @@ __all__ = [
     "dice",
     "iou",
     "volume_ml",
+    "voxel_ml",
     "surface_distances",
     "SurfaceDistances",
     "hausdorff95",

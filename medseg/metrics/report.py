@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import OutputError
 from medseg.io.atomic import atomic_path
 from medseg.metrics.case import INSTANCE_COLUMNS, LESION_COLUMNS, ROW_COLUMNS

@@ -3,26 +3,20 @@
 ``Predictor.from_run(RUN_DIR)(volume) -> mask Volume`` is the Python API; ``load_predictor``
 picks the predictor class from the run's ``run.json`` (``"task"``: ``semantic`` U-Net, or
 ``instance`` Mask R-CNN); :mod:`medseg.predict.batch` runs any of them over study folders.
+Every predictor implements :class:`~medseg.predict.protocol.PredictorProtocol` and returns a
+:class:`~medseg.predict.result.CasePrediction`.
 """
 
-__all__ = ["Predictor", "CasePrediction", "load_predictor", "predict_folder"]
+from medseg._lazy import lazy_exports
 
+__all__ = ["Predictor", "PredictorProtocol", "CasePrediction", "load_predictor", "predict_folder", "run_task"]
 
-def __getattr__(name: str):  # lazy: keep `import medseg` light (no torch at import time)
-    if name == "CasePrediction":
-        from medseg.predict.result import CasePrediction
-
-        return CasePrediction
-    if name == "Predictor":
-        from medseg.predict.predictor import Predictor
-
-        return Predictor
-    if name == "load_predictor":
-        from medseg.predict.registry import load_predictor
-
-        return load_predictor
-    if name == "predict_folder":
-        from medseg.predict.batch import predict_folder
-
-        return predict_folder
-    raise AttributeError(name)
+# lazy: keep `import medseg` light (no torch at import time)
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Predictor": "medseg.predict.predictor:Predictor",
+    "PredictorProtocol": "medseg.predict.protocol:PredictorProtocol",
+    "CasePrediction": "medseg.predict.result:CasePrediction",
+    "load_predictor": "medseg.predict.registry:load_predictor",
+    "predict_folder": "medseg.predict.batch:predict_folder",
+    "run_task": "medseg.predict.registry:run_task",
+})

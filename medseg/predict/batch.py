@@ -230,7 +230,7 @@ def predict_folder(model: str | Path, inputs: list[str | Path], out: str | Path,
 
         predictor = load_predictor(model, **options)
         labels, model_id = predictor.labels, predictor.model_id
-        n_channels = getattr(predictor, "n_channels", 1)
+        n_channels = predictor.n_channels
     try:
         cases = find_cases(inputs, n_channels, out_dir)
         class_names = [n for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v != 0]

@@ -15,6 +15,7 @@ from medseg.errors import MedsegError, short_reason
 from medseg.io import read_volume, write_mask_like, write_volume
 from medseg.io.atomic import write_csv_atomic
 from medseg.predict.inputs import CaseInput
+from medseg.predict.protocol import PredictorProtocol
 from medseg.predict.result import CasePrediction
 from medseg.volume import Volume
 
@@ -81,7 +82,7 @@ def write_outputs(pred: CasePrediction, source: Volume, case: CaseInput, out_dir
     return out
 
 
-def run_case(predictor, case: CaseInput, out_dir: Path, fmt: str, uncertainty: bool, *, channels=None,
+def run_case(predictor: PredictorProtocol, case: CaseInput, out_dir: Path, fmt: str, uncertainty: bool, *, channels=None,
              read_error: BaseException | None = None, read_seconds: float = 0.0, progress=None, cancel=None) -> dict:
     """Predict and write one case; returns its manifest row (status done or failed).
 
@@ -91,7 +92,7 @@ def run_case(predictor, case: CaseInput, out_dir: Path, fmt: str, uncertainty: b
     t0 = time.perf_counter()
     prefetched = channels is not None or read_error is not None
     row = {"case": case.key, "input": "", "output": "", "status": "failed", "error": "",
-           "model_id": getattr(predictor, "model_id", "")}
+           "model_id": predictor.model_id}
     try:
         row["input"] = case.input_text
         if channels is None and read_error is None:
@@ -113,7 +114,7 @@ def run_case(predictor, case: CaseInput, out_dir: Path, fmt: str, uncertainty: b
                     "read_s": round(read_seconds, 3), "write_s": round(time.perf_counter() - t_write, 3)})
         row.update({f"{k}_s": round(v, 3) for k, v in pred.timings.items()})
         row.update({f"volume_ml_{n}": v for n, v in pred.volumes_ml.items()})
-        if getattr(pred, "notes", None):
+        if pred.notes:
             row["note"] = "; ".join(pred.notes)
     except Exception as e:  # noqa: BLE001 -- one bad case never stops the batch (Ctrl-C still does)
         row["error"] = error_text(e)

@@ -1,9 +1,9 @@
 """`Predictor`: a U-Net run directory applied to scans, result on exactly the source grid.
 
 Pipeline (the one data flow of docs/concepts/design.md): the run's plan preprocessing (reorient -> resample ->
-normalise) -> streaming Gaussian sliding windows (:mod:`medseg.predict.sliding`; optional
+normalise) -> streaming Gaussian sliding windows (:mod:`medseg.model.sliding`; optional
 mirroring TTA) -> class probabilities resampled onto the source grid, argmax there
-(:mod:`medseg.predict.inversion`) -> postprocessing from the run's config (largest component / minimum size per class). A cascade
+(:mod:`medseg.model.inversion`) -> postprocessing from the run's config (largest component / minimum size per class). A cascade
 run (config ``cascade``) first runs its organ model, crops the scan around the organ with the
 configured margin, runs itself on the crop and pastes the result back.
 
@@ -20,23 +20,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.data.plan import load_plan
 from medseg.errors import InputError, warn
-from medseg.preprocess import Preprocessor
+from medseg.model.cascade import organ_box
+from medseg.model.checkpoint import load_checkpoint
+from medseg.model.config import TrainConfig, load_config, resolve_class_weights, resolve_keep_largest
+from medseg.model.device import autocast_dtype, resolve_device
+from medseg.model.inversion import model_space_windows, to_source_grid
+from medseg.model.network import build_network
+from medseg.plans import load_plan
 from medseg.predict.postprocess import class_volumes, clean_labels
+from medseg.predict.protocol import PredictorProtocol
 from medseg.predict.registry import cascade_model_id, organ_model_dir
 from medseg.predict.result import CasePrediction
-from medseg.predict.inversion import model_space_windows, to_source_grid
-from medseg.train.checkpoint import load_checkpoint
-from medseg.train.components import autocast_dtype, build_network
-from medseg.train.config import TrainConfig, load_config, resolve_class_weights, resolve_keep_largest
-from medseg.train.distributed import Dist, resolve_device
+from medseg.preprocess import Preprocessor
 from medseg.volume import Volume
 
 
-class Predictor:
-    """A loaded U-Net run. Attributes: ``labels`` {name: value}, ``model_id``, ``run_dir``,
-    ``device``, ``tta``, ``overlap``; ``stage1`` (the organ Predictor of a cascade, or None)."""
+class Predictor(PredictorProtocol):
+    """A loaded U-Net run (implements :class:`~medseg.predict.protocol.PredictorProtocol`).
+    Attributes: ``labels`` {name: value}, ``model_id``, ``run_dir``, ``n_channels``, ``device``,
+    ``tta``, ``overlap``; ``stage1`` (the organ Predictor of a cascade, or None)."""
 
     def __init__(self, run_dir: Path, model: torch.nn.Module, config: TrainConfig, plan, labels: dict[str, int],
                  device: torch.device, tta: bool, overlap: float, batch_size: int, model_id: str,
@@ -52,8 +55,8 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir, device: str = "auto", tta: bool = False, overlap: float | None = None,
-                 checkpoint: str = "best.pt", organ_model: str | Path | None = None, batch_size: int | None = None,
-                 **_ignored) -> "Predictor":
+                 checkpoint: str = "best.pt", organ_model: str | Path | None = None,
+                 batch_size: int | None = None) -> "Predictor":
         """Load ``RUN_DIR/{config.yaml, plan.yaml, labels.json, <checkpoint>}`` once.
 
         Args:
@@ -78,7 +81,7 @@ class Predictor:
         if tta and not (config.augmentation.enabled and config.augmentation.mirror):
             warn(f"{run_dir} was trained without mirroring (augmentation.mirror: false), so mirrored "
                  "test-time augmentation shows it images it never saw and usually lowers accuracy; drop --tta")
-        dev = resolve_device(device, Dist())
+        dev = resolve_device(device)
         ckpt = load_checkpoint(run_dir / checkpoint, map_location="cpu")
         model = build_network(config, plan, len(plan.dataset.channels), max(labels.values()) + 1)
         try:
@@ -100,8 +103,8 @@ class Predictor:
         """The mask Volume (uint8 class values) of one scan, on its exact grid."""
         return self.predict(volume).mask
 
-    def predict(self, channels: Volume | list[Volume], progress=None, cancel=None, uncertainty: bool = False,
-                **_ignored) -> CasePrediction:
+    def predict(self, channels: Volume | list[Volume], progress=None, cancel=None,
+                uncertainty: bool = False) -> CasePrediction:
         """Predict one case. ``channels``: one Volume per model input channel (same grid).
 
         ``progress(done, total)`` is called after each window batch; setting the
@@ -143,8 +146,6 @@ class Predictor:
                               timings={"preprocess": t1 - t0, "network": t2 - t1, "postprocess": t3 - t2})
 
     def _predict_cascade(self, channels, progress, cancel, uncertainty) -> CasePrediction:
-        from medseg.train.cascade import organ_box
-
         first = self.stage1.predict(channels, progress=progress, cancel=cancel)
         casc = self.config.cascade
         organ_values = [first.labels[n] for n in casc.organ_labels if n in first.labels]

@@ -102,7 +102,7 @@ def describe_run(run_dir: Path, organ_model=None) -> tuple[dict[str, int], str, 
         except (OSError, ValueError, KeyError, AttributeError) as e:
             raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
         return labels, model_id(run_dir, ckpt), 1
-    from medseg.data.plan import load_plan
+    from medseg.plans import load_plan
 
     if not (run_dir / "plan.yaml").is_file():
         raise InputError(f"{run_dir} is not a medseg run directory (plan.yaml missing); give the --out folder of `medseg train`")
@@ -136,7 +136,7 @@ class _CaseWorker:
         import ray
 
         p = self.predictor
-        return {"error": self.error, "model_id": getattr(p, "model_id", ""), "node": ray.util.get_node_ip_address(),
+        return {"error": self.error, "model_id": p.model_id if p is not None else "", "node": ray.util.get_node_ip_address(),
                 "out_visible": os.path.isdir(out_dir)}
 
     def run(self, case: CaseInput, out_dir: str, fmt: str, uncertainty: bool) -> dict:

@@ -1,18 +1,17 @@
-"""Which predictor serves a run directory: an explicit dict keyed by ``run.json["task"]``."""
+"""Which predictor serves a run directory: the model kind recorded in ``run.json["task"]``,
+looked up in the task table of :mod:`medseg.model.tasks` (``semantic``: the U-Net
+:class:`~medseg.predict.predictor.Predictor`; ``instance``: the Mask R-CNN
+:class:`~medseg.instance.predictor.InstancePredictor`; both implement
+:class:`~medseg.predict.protocol.PredictorProtocol`)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 from medseg.errors import InputError
-
-#: task -> "module:Class"; the class has ``from_run(run_dir, device=..., tta=..., overlap=..., **kw)``.
-PREDICTORS = {
-    "semantic": "medseg.predict.predictor:Predictor",
-    "instance": "medseg.instance.predictor:InstancePredictor",
-}
+from medseg.model.tasks import TASKS
+from medseg.predict.protocol import PredictorProtocol
 
 
 def run_task(run_dir: str | Path) -> str:
@@ -26,15 +25,20 @@ def run_task(run_dir: str | Path) -> str:
     except (OSError, ValueError) as e:
         raise InputError(f"{path} is unreadable ({e}); restore it from the training run") from e
     task = info.get("task", "semantic")
-    if task not in PREDICTORS:
-        raise InputError(f"{path}: unknown task {task!r}; this medseg knows {', '.join(PREDICTORS)}")
+    if task not in TASKS:
+        raise InputError(f"{path}: unknown task {task!r}; this medseg knows {', '.join(TASKS)}")
     return task
 
 
-def load_predictor(run_dir: str | Path, **options):
-    """The predictor for ``run_dir`` (``options`` go to its ``from_run``: device, tta, overlap, ...)."""
-    module, cls = PREDICTORS[run_task(run_dir)].split(":")
-    return getattr(importlib.import_module(module), cls).from_run(run_dir, **options)
+def predictor_class(task: str) -> type[PredictorProtocol]:
+    """The predictor class of a registered task (imported now)."""
+    return TASKS[task].predictor()
+
+
+def load_predictor(run_dir: str | Path, **options) -> PredictorProtocol:
+    """The predictor for ``run_dir``: ``options`` go to its ``from_run`` (device, tta, overlap,
+    organ_model; kind-specific ones such as ``score_threshold`` for an instance run)."""
+    return predictor_class(run_task(run_dir)).from_run(run_dir, **options)
 
 
 def model_id(run_dir: str | Path, checkpoint: str = "best.pt") -> str:
@@ -68,7 +72,7 @@ def cascade_model_id(run_dir: str | Path, checkpoint: str, organ_model: str | Pa
     mid = model_id(run_dir, checkpoint)
     cfg_path = Path(run_dir) / "config.yaml"
     if cfg_path.is_file():
-        from medseg.train.config import load_config
+        from medseg.model.config import load_config
 
         casc = load_config(cfg_path).cascade
         if casc is not None:

@@ -5,13 +5,13 @@ Order: reorient to the closest canonical RAS axes (no interpolation) -> resample
 plan's target spacing -> normalise intensities. See :class:`Preprocessor`.
 """
 
-__all__ = ["Preprocessor", "PreprocessRecord"]
+from medseg._lazy import lazy_exports
 
+__all__ = ["Preprocessor", "PreprocessRecord", "canonical_transform"]
 
-def __getattr__(name: str):
-    # Lazy: importing medseg.preprocess.orientation must not pull in torch (CLI start-up).
-    if name in __all__:
-        from medseg.preprocess import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(name)
+# lazy: importing medseg.preprocess.orientation must not pull in torch (resampling; CLI start-up)
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Preprocessor": "medseg.preprocess.pipeline:Preprocessor",
+    "PreprocessRecord": "medseg.preprocess.pipeline:PreprocessRecord",
+    "canonical_transform": "medseg.preprocess.orientation:canonical_transform",
+})

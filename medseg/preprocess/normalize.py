@@ -1,4 +1,4 @@
-"""Intensity normalisation per channel, as the plan says (see medseg.data.plan.Normalization)."""
+"""Intensity normalisation per channel, as the plan says (see medseg.plans.Normalization)."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.data.plan import Plan
 from medseg.errors import GeometryError, InputError
 from medseg.geometry import GRID_ATOL_MM
+from medseg.plans import Plan
 from medseg.preprocess.normalize import normalize
 from medseg.preprocess.orientation import canonical_transform, inverse_transform, reorient_array, reoriented_affine
 from medseg.preprocess.resample import (resample_image, resample_labels, resample_scores_argmax, resampled_affine,

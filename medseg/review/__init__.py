@@ -5,9 +5,9 @@ The napari review widget (``napari_medseg.review``) is a view on these modules; 
 review DIR --export OUT`` uses them directly.
 """
 
-from medseg.review.cases import ReviewCase, Worklist, discover
-from medseg.review.export import ExportResult, export_nnunet
-from medseg.review.state import FINAL_STATUSES, STATUSES, CaseState, LoadedCase, ReviewSession
+from medseg.review.cases import OK_STATUSES, ReviewCase, Worklist, discover
+from medseg.review.export import DEFAULT_STATUSES, ExportResult, export_nnunet
+from medseg.review.state import FINAL_STATUSES, STATE_VERSION, STATUSES, CaseState, LoadedCase, ReviewSession, now_iso
 
 __all__ = [
     "ReviewCase",
@@ -18,6 +18,10 @@ __all__ = [
     "LoadedCase",
     "STATUSES",
     "FINAL_STATUSES",
+    "STATE_VERSION",
+    "OK_STATUSES",
+    "now_iso",
     "export_nnunet",
     "ExportResult",
+    "DEFAULT_STATUSES",
 ]

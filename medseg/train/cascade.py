@@ -13,23 +13,12 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from medseg.data.cache import cache_root
 from medseg.data.layout import DatasetSpec, load_dataset
 from medseg.errors import InputError, warn
 from medseg.io import read_volume, write_mask_like, write_volume
 from medseg.io.atomic import write_text_atomic
-from medseg.volume import Volume
-
-
-def organ_box(label: Volume, values: list[int], margin_mm: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Voxel box (start, stop) around ``values`` in ``label`` grown by ``margin_mm``; None if absent."""
-    idx = np.argwhere(np.isin(label.array, values))
-    if idx.size == 0:
-        return None
-    margin = np.ceil(margin_mm / np.asarray(label.spacing)).astype(int)
-    return idx.min(0) - margin, idx.max(0) + 1 + margin
+from medseg.model.cascade import organ_box
 
 
 def crop_dataset(spec: DatasetSpec, organ_labels: list[str], margin_mm: float, root: Path | None = None) -> DatasetSpec:

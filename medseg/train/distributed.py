@@ -1,12 +1,12 @@
 """DDP under ``torchrun``: the same ``medseg train`` command, one process per GPU (or CPU
-processes with the gloo backend). Rank 0 validates, writes checkpoints and logs."""
+processes with the gloo backend). Rank 0 validates, writes checkpoints and logs. The device of
+a rank is :func:`medseg.model.device.resolve_device` (``resolve_device(name, dist)``)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-import torch
 import torch.distributed as dist
 
 
@@ -51,19 +51,3 @@ def init_distributed(device_type: str) -> Dist:
 def cleanup(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def resolve_device(name: str, d: Dist) -> torch.device:
-    """``auto``: CUDA when available (this rank's GPU under torchrun), else CPU."""
-    from medseg.errors import InputError
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-        torch.cuda.set_device(d.local_rank)
-        return torch.device("cuda", d.local_rank)
-    if name != "cpu":
-        raise InputError(f"--device {name}: choose auto, cpu or cuda")
-    return torch.device("cpu")

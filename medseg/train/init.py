@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from medseg.data.plan import DatasetInfo, Plan, load_plan
+from medseg.plans import DatasetInfo, Plan, load_plan
 from medseg.errors import InputError
 
 log = logging.getLogger("medseg")
@@ -93,7 +93,7 @@ def load_init_weights(model: torch.nn.Module, checkpoint: Path, old_labels: dict
     are left at their fresh values. Any other mismatch means the network is not the earlier
     run's and raises InputError.
     """
-    from medseg.train.checkpoint import load_checkpoint
+    from medseg.model.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)["model"]
     own = model.state_dict()

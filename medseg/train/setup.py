@@ -15,11 +15,12 @@ from medseg.data.augment import GROUPS as AUGMENT_GROUPS, AugmentConfig
 from medseg.data.cache import CachedCase, PreprocessedCache
 from medseg.data.layout import Case, DatasetSpec, load_dataset
 from medseg.data.loader import PatchDataset, make_loader
-from medseg.data.plan import Plan, load_plan, make_plan
+from medseg.data.plan import make_plan
 from medseg.data.sampling import SamplingConfig
 from medseg.data.validate import check_dataset
 from medseg.errors import InputError
-from medseg.train.config import TrainConfig, resolve_class_weights
+from medseg.model.config import TrainConfig, resolve_class_weights
+from medseg.plans import Plan, load_plan
 from medseg.train.distributed import Dist
 from medseg.train.splits import fold_cases, load_or_create_splits
 

@@ -15,18 +15,20 @@ from pathlib import Path
 
 import torch
 
-from medseg import __version__
+from medseg._version import __version__
 from medseg.errors import InputError, OutputError
 from medseg.io.atomic import clean_stale_temps
 from medseg.signals import Terminated, stop_loader_workers, terminating
-from medseg.train import checkpoint as ck
-from medseg.train.components import autocast_dtype, build_loss, build_network, build_optimizer, extension_anchor, set_lr
-from medseg.train.config import TrainConfig, config_dict, load_config
-from medseg.train.distributed import cleanup, init_distributed, resolve_device
+from medseg.model import checkpoint as ck
+from medseg.model.config import TrainConfig, config_dict, load_config
+from medseg.model.device import autocast_dtype, resolve_device
+from medseg.model.network import build_network
+from medseg.train.components import build_loss, build_optimizer, extension_anchor, set_lr
+from medseg.train.distributed import cleanup, init_distributed
 from medseg.train.rundir import metric_columns, plot_curve, read_metrics, write_json, write_metrics, write_yaml
 from medseg.train.setup import loader_for, prepare
 from medseg.train.validation import validate
-from medseg.data.plan import Plan, load_plan
+from medseg.plans import Plan, load_plan
 from medseg.preprocess import Preprocessor
 
 
@@ -127,7 +129,7 @@ def _init_plan(init, dataset: Path) -> tuple[Plan, Path, dict]:
     roles), the checkpoint to start from and the earlier run's labels."""
     from medseg.data.classes import dataset_class_roles
     from medseg.data.layout import load_dataset
-    from medseg.data.plan import ClassPolicy
+    from medseg.plans import ClassPolicy
     from medseg.train.init import init_plan, init_source
 
     src, ckpt_path = init_source(init)
@@ -195,7 +197,7 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(run_dir / "config.yaml", config_dict(cfg))
-        from medseg.data.plan import save_plan
+        from medseg.plans import save_plan
 
         save_plan(plan, run_dir / "plan.yaml")
         from medseg.io.labels import LabelTable, write_labels

@@ -12,7 +12,7 @@ from medseg.data.cache import CachedCase
 from medseg.data.layout import Case
 from medseg.io import read_volume
 from medseg.metrics.overlap import dice_from_counts, overlap_counts
-from medseg.predict.inversion import predict_on_source_grid
+from medseg.model.inversion import predict_on_source_grid
 from medseg.preprocess import Preprocessor, PreprocessRecord
 
 

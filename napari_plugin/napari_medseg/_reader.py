@@ -15,7 +15,7 @@ from __future__ import annotations
 from itertools import islice
 from pathlib import Path
 
-from medseg.io.formats import is_dicom_file, split_suffix
+from medseg.io import is_dicom_file, split_suffix
 from napari_medseg.layers import volume_layer_data
 
 

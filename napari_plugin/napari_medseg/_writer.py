@@ -24,7 +24,7 @@ import numpy as np
 
 from medseg.errors import GeometryError, MedsegWarning, OutputError
 from medseg.geometry import Geometry
-from medseg.io.formats import split_suffix
+from medseg.io import split_suffix
 
 
 def _napari_affine(meta: dict) -> np.ndarray:

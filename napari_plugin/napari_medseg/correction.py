@@ -13,8 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import MedsegError
-from medseg.metrics import label_components
-from medseg.metrics.overlap import voxel_ml
+from medseg.metrics import label_components, voxel_ml
 
 #: CT display windows: name -> (width, level) in HU.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {

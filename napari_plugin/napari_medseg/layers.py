@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from medseg.io.formats import split_suffix
-from medseg.io.labels import LabelTable, mask_label_table
-from medseg.io.labels import label_values as _label_values
+from medseg.io import LabelTable, mask_label_table, split_suffix
+from medseg.io import label_values as _label_values
 from medseg.volume import Volume
 
 #: Words in a file name that mark a label map (with an integer dtype).

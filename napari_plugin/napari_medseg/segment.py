@@ -1,6 +1,6 @@
 """The logic of the Segment widget, without Qt: which layers can be segmented, the medseg
 ``Volume`` behind an image layer, the run-directory check, Labels layer data from a
-:class:`~medseg.predict.result.CasePrediction`, and the lesion review of instance results
+:class:`~medseg.predict.CasePrediction`, and the lesion review of instance results
 (centre slice, reject / accept). :mod:`napari_medseg.segment_widget` is the only Qt.
 
 Geometry follows :mod:`napari_medseg.layers`: a layer's data axes are the stored ``[i, j, k]``
@@ -73,7 +73,7 @@ def check_run_dir(path: str | Path) -> tuple[str, str]:
     Raises:
         InputError: with a message that says what is missing and what to give instead.
     """
-    from medseg.predict.registry import run_task
+    from medseg.predict import run_task
 
     text = str(path).strip()
     if not text:
@@ -133,7 +133,7 @@ def _class_name(value, labels: dict[str, int]) -> str:
 def axial_axis(affine) -> int:
     """The array axis closest to the superior-inferior world axis (the lesion table's slice
     axis; same rule as :func:`medseg.instance.lesions.axial_axis`)."""
-    from medseg.preprocess.orientation import canonical_transform
+    from medseg.preprocess import canonical_transform
 
     return int(np.flatnonzero(canonical_transform(np.asarray(affine, float))[:, 0] == 2)[0])
 

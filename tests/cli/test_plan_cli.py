@@ -1,6 +1,6 @@
 """`medseg plan` through the CLI: writes a loadable plan, refuses broken datasets and overwrites."""
 
-from medseg.data.plan import load_plan
+from medseg.plans import load_plan
 from tests.dataset_factory import write_dataset
 from tests.helpers import sha256
 

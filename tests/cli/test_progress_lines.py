@@ -24,7 +24,7 @@ def test_plain_progress_lines_have_rate_and_eta():
 
 def test_train_writes_plain_lines_to_a_log(tmp_path, capsys, monkeypatch):
     from medseg.data.phantoms import write_phantom_dataset
-    from medseg.data.plan import save_plan
+    from medseg.plans import save_plan
     from tests.train.conftest import tiny_plan
 
     monkeypatch.setenv("MEDSEG_CACHE", str(tmp_path / "cache"))

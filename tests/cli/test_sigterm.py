@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from medseg.data.phantoms import write_phantom_dataset
-from medseg.data.plan import save_plan
+from medseg.plans import save_plan
 from tests.cli.conftest import MEDSEG
 from tests.train.conftest import tiny_plan
 

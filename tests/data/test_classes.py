@@ -92,7 +92,7 @@ def test_cpu_plan_fits_the_median_case_in_one_patch_and_keeps_small_structures_r
 
 def test_plan_rejects_class_roles_naming_unknown_labels(tmp_path):
     from medseg.config import ConfigError
-    from medseg.data.plan import load_plan, save_plan
+    from medseg.plans import load_plan, save_plan
 
     plan = make_plan(_fingerprint((75, 57, 78), (0.75, 0.85, 2.0)), 8, device="cpu")
     plan.classes.small_structures = ["tumour"]

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from medseg.config import ConfigError
-from medseg.data.plan import estimate_memory_gb, load_plan, make_plan, network_topology, save_plan, target_spacing
+from medseg.data.plan import estimate_memory_gb, make_plan, network_topology, target_spacing
+from medseg.plans import load_plan, save_plan
 
 
 def _fp(spacings, shapes, name="CT"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medseg import Volume, read_volume
-from medseg.data.plan import DatasetInfo, Network, Normalization, Plan, Preprocessing, Training
+from medseg.plans import DatasetInfo, Network, Normalization, Plan, Preprocessing, Training
 from medseg.preprocess import Preprocessor
 from medseg.preprocess.resample import resample_labels, resampled_affine
 from tests.helpers import CT_NRRD, CT_SEG, random_affine

@@ -28,7 +28,7 @@ TINY = {
 LEARN = {
     "task": "instance",
     "data": {"classes": "auto", "spacing_mm": [1.0, 1.0], "crop_px": 48, "lesion_crop_fraction": 0.8,
-             "windows": [[50, 200], [50, 400], [100, 300]]},
+             "windows": "auto"},
     "model": {"backbone": "resnet18", "norm": "group", "fpn_channels": 64, "returned_layers": [1, 2],
               "anchor_sizes_mm": [6, 12, 24], "box_head_size": 128, "mask_head_layers": 1,
               "rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 50, "rpn_pre_nms_top_n_test": 100,

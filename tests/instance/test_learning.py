@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import medseg
 from medseg.io import read_volume
@@ -33,6 +34,10 @@ def test_public_api_trains_an_instance_run_that_learns(learned, blobs):
     assert result["task"] == "instance" and result["run_dir"] == str(out)
     run = json.loads((out / "run.json").read_text())
     assert run["task"] == "instance" and run["classes"] == {"lesion": 2}        # classes: auto -> the lesion class
+    # windows: auto -> numbers from the data (lesions -20 / 150 HU in a 60 HU organ, noise SD 12 HU),
+    # recorded for prediction: the first window spans both lesion kinds, not the -900 HU air
+    (level, width), *_ = yaml.safe_load((out / "config.yaml").read_text())["data"]["windows"]
+    assert -70 <= level - width / 2 <= -15 and 145 <= level + width / 2 <= 200, (level, width)
     stored = json.loads((out / "threshold.json").read_text())["score_threshold"]
     assert stored == result["score_threshold"] == torch.load(out / "best.pt", weights_only=True)["score_threshold"]
     pred = medseg.load_predictor(out, device="cpu")

@@ -14,7 +14,7 @@ from medseg.errors import InputError, OutputError
 from medseg.instance import dataset as inst_dataset
 from medseg.instance.config import instance_config_from_dict
 from medseg.instance.trainer import train_instance
-from medseg.train.checkpoint import load_checkpoint
+from medseg.model.checkpoint import load_checkpoint
 from tests.instance.conftest import TINY
 
 RUN_FILES = {"config.yaml", "labels.json", "run.json", "last.pt", "best.pt", "metrics.csv", "curve.png", "tensorboard"}

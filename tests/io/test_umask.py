@@ -17,7 +17,7 @@ import torch
 from medseg.io import write_volume
 from medseg.io.atomic import clean_stale_temps, current_umask, write_csv_atomic, write_text_atomic
 from medseg.io.dicom_write import write_dicom_series
-from medseg.train.checkpoint import save_checkpoint
+from medseg.model.checkpoint import save_checkpoint
 from medseg.volume import Volume
 
 

@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QPushButton
 
 from medseg import read_volume
 from medseg.data.phantoms import write_phantom_dataset
-from medseg.data.plan import save_plan
+from medseg.plans import save_plan
 from medseg.predict import load_predictor
 from medseg.predict.result import CasePrediction
 from medseg.volume import Volume

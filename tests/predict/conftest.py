@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from medseg.data.phantoms import write_phantom_dataset
-from medseg.data.plan import save_plan
+from medseg.plans import save_plan
 from tests.train.conftest import tiny_config, tiny_plan
 
 

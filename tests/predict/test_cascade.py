@@ -6,8 +6,8 @@ import pytest
 from medseg.errors import InputError
 from medseg.io import read_volume
 from medseg.predict import CasePrediction, Predictor
-from medseg.train.cascade import organ_box
-from medseg.train.config import CascadeConfig
+from medseg.model.cascade import organ_box
+from medseg.model.config import CascadeConfig
 from tests.predict.conftest import train_tiny
 
 

@@ -7,7 +7,7 @@ import torch
 
 from medseg import Volume
 from medseg.metrics import dice
-from medseg.predict import inversion
+from medseg.model import inversion
 from medseg.preprocess import Preprocessor
 from medseg.preprocess.resample import resample_labels, resample_scores_argmax
 from tests.data.test_preprocess import _plan

@@ -8,7 +8,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from medseg.errors import Cancelled
-from medseg.predict.sliding import sliding_window_labels, window_starts
+from medseg.model.sliding import sliding_window_labels, window_starts
 
 
 @pytest.mark.parametrize("size,patch,overlap,expected", [

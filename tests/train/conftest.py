@@ -3,8 +3,8 @@
 import pytest
 
 from medseg.data.phantoms import write_phantom_dataset
-from medseg.data.plan import DatasetInfo, Network, Normalization, Plan, Preprocessing, Training, save_plan
-from medseg.train.config import TrainConfig
+from medseg.model.config import TrainConfig
+from medseg.plans import DatasetInfo, Network, Normalization, Plan, Preprocessing, Training, save_plan
 
 
 def tiny_plan() -> Plan:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from medseg.train.checkpoint import load_checkpoint
+from medseg.model.checkpoint import load_checkpoint
 
 
 def _free_port() -> int:
@@ -32,7 +32,7 @@ def test_two_gloo_processes_keep_identical_weights(phantoms, tmp_path):
     ck = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert all(torch.equal(ck[k], w0[k]) for k in w0)
     # and training moved the weights away from the seeded initial network (DDP really stepped)
-    from medseg.train.components import build_network
+    from medseg.model.network import build_network
     from tests.train.conftest import tiny_config, tiny_plan
 
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ import yaml
 from medseg.config import ConfigError
 from medseg.errors import InputError, OutputError
 from medseg.train import load_config
-from medseg.train.config import config_dict
-from medseg.train.checkpoint import load_checkpoint
+from medseg.model.checkpoint import load_checkpoint
+from medseg.model.config import config_dict
 from medseg.train.trainer import train
 from tests.train.conftest import tiny_config
 
@@ -192,7 +192,7 @@ def test_cascade_stage_two_trains_on_organ_crops(phantoms, tmp_path):
     from medseg.data.layout import load_dataset
     from medseg.io import read_volume
     from medseg.train.cascade import crop_dataset
-    from medseg.train.config import CascadeConfig
+    from medseg.model.config import CascadeConfig
 
     ds, plan = phantoms
     spec = load_dataset(ds)

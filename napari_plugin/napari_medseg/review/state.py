@@ -1,7 +1,7 @@
 """Review state of a folder of masks (pure Python, no Qt): moved to :mod:`medseg.review.state`
 (so ``medseg review DIR --export OUT`` works without napari), re-exported here."""
 
-from medseg.review.state import (  # noqa: F401
+from medseg.review import (  # noqa: F401
     FINAL_STATUSES,
     STATE_VERSION,
     STATUSES,

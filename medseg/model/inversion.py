@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medseg.predict.sliding import WindowResult, sliding_window_labels
+from medseg.model.sliding import WindowResult, sliding_window_labels
 from medseg.preprocess import Preprocessor, PreprocessRecord
 from medseg.volume import Volume
 
