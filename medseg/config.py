@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -26,6 +27,10 @@ class ConfigError(MedsegError):
 
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+#: Exponent notation without a dot (``1e-3``, ``5E+2``), which YAML 1.1 (PyYAML) leaves a string.
+_YAML11_FLOAT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -64,6 +69,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         kt, vt = args or (Any, Any)
         return {_convert(k, kt, f"{where} key"): _convert(v, vt, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # PyYAML (YAML 1.1) reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         if not math.isfinite(float(value)):

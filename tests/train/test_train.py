@@ -44,6 +44,17 @@ def test_config_errors_name_the_key_and_allowed_values(tmp_path, content, match)
         load_config(p)
 
 
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads ``lr: 1e-3`` as the string '1e-3'; medseg reads the number."""
+    p = tmp_path / "c.yaml"
+    p.write_text("optimizer: {lr: 3e-4, weight_decay: 1E-5}\n")
+    import yaml
+
+    assert yaml.safe_load(p.read_text())["optimizer"]["lr"] == "3e-4"
+    cfg = load_config(p)
+    assert cfg.optimizer.lr == 3e-4 and cfg.optimizer.weight_decay == 1e-5
+
+
 def test_presets_load_and_name_no_dataset_label():
     """Shipped presets fit any dataset: nothing in them names a label of the phantoms."""
     for name in ("unet_organs", "unet_tumor", "unet_tumor_cpu"):
