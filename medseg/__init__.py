@@ -93,4 +93,4 @@ def _instance_predictor():
 
 
 register_task(Task("semantic", trainer=_unet_trainer, predictor=_unet_predictor))
-register_task(Task("instance", trainer=_instance_trainer, predictor=_instance_predictor))
+register_task(Task("instance", trainer=_instance_trainer, predictor=_instance_predictor, tables=("lesions",)))

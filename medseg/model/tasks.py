@@ -34,11 +34,14 @@ class Task:
             and returns its result dict.
         predictor: ``() -> class``: a class implementing
             :class:`medseg.predict.protocol.PredictorProtocol` (``from_run(RUN_DIR, ...)``).
+        tables: names of the per-case tables its predictor writes (``OUT/<case>_<name>.csv``);
+            the batch counts them as the case's outputs (ownership checks, ``--overwrite``).
     """
 
     name: str
     trainer: Callable[[], Callable[..., dict]]
     predictor: Callable[[], type]
+    tables: tuple[str, ...] = ()
 
 
 #: name -> Task, in registration order (the facade registers ``semantic``, then ``instance``).

@@ -129,12 +129,12 @@ def _input_places(cases: list[CaseInput]) -> tuple[set[Path], list[Path]]:
 
 
 def _check_outputs(out_dir: Path, cases: list[CaseInput], all_cases: list[CaseInput], fmt: str, uncertainty: bool,
-                   owned: set[str], has_manifest: bool, overwrite: bool) -> None:
+                   owned: set[str], has_manifest: bool, overwrite: bool, tables: tuple[str, ...] = ()) -> None:
     """Every writer writes only what it owns: refuse to replace inputs (ever) and files medseg did
     not write (without ``overwrite``). Files of cases in OUT_DIR's manifest are medseg's."""
     files, folders = _input_places(all_cases)
     foreign: list[Path] = []
-    planned = [(c.key, p) for c in cases for p in c.outputs(out_dir, fmt, uncertainty)]
+    planned = [(c.key, p) for c in cases for p in c.outputs(out_dir, fmt, uncertainty, tables)]
     planned += [(None, out_dir / name) for name in BATCH_FILES]
     for key, path in planned:
         r = safe_resolve(path)
@@ -154,10 +154,11 @@ def _check_outputs(out_dir: Path, cases: list[CaseInput], all_cases: list[CaseIn
 
 
 def prepare_batch(out_dir: Path, cases: list[CaseInput], class_names: list[str], model_id: str,
-                  resume: bool, overwrite: bool, *, fmt: str = "nifti", uncertainty: bool = False
-                  ) -> tuple[Manifest, list[CaseInput], list[CaseInput]]:
+                  resume: bool, overwrite: bool, *, fmt: str = "nifti", uncertainty: bool = False,
+                  tables: tuple[str, ...] = ()) -> tuple[Manifest, list[CaseInput], list[CaseInput]]:
     """Check OUT_DIR against resume/overwrite and file ownership; returns (manifest, cases to
-    run, cases to skip). Nothing is written before every check has passed."""
+    run, cases to skip). ``tables``: the per-case CSV tables the model writes (they are outputs
+    too). Nothing is written before every check has passed."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file; give a folder for the masks")
     manifest_path = out_dir / "manifest.csv"
@@ -171,7 +172,7 @@ def prepare_batch(out_dir: Path, cases: list[CaseInput], class_names: list[str],
     todo, skip = [], []
     for c in cases:
         (skip if resume and manifest.is_done(c.key, model_id, out_dir) else todo).append(c)
-    _check_outputs(out_dir, todo, cases, fmt, uncertainty, owned, has_manifest, overwrite)
+    _check_outputs(out_dir, todo, cases, fmt, uncertainty, owned, has_manifest, overwrite, tables)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(out_dir)
     for c in skip:
@@ -200,6 +201,17 @@ def write_output_labels(out_dir: Path, model: str | Path, labels: dict[str, int]
     # instance runs write instance maps (one id per lesion; the lesion table names the class)
     write_labels(out_dir, LabelTable(labels, colors, source=str(Path(model).resolve())),
                  {"map": "instance" if task == "instance" else "label"})
+
+
+def _model_tables(model) -> tuple[str, ...]:
+    """The per-case tables the run ``model`` writes (its task's ``tables``; none if unknown)."""
+    from medseg.model.tasks import get_task
+    from medseg.predict.registry import run_task
+
+    try:
+        return get_task(run_task(model)).tables
+    except InputError:
+        return ()
 
 
 def predict_folder(model: str | Path, inputs: list[str | Path], out: str | Path, *, device: str = "auto",
@@ -235,7 +247,7 @@ def predict_folder(model: str | Path, inputs: list[str | Path], out: str | Path,
         cases = find_cases(inputs, n_channels, out_dir)
         class_names = [n for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v != 0]
         manifest, todo, skip = prepare_batch(out_dir, cases, class_names, model_id, resume, overwrite, fmt=fmt,
-                                             uncertainty=uncertainty)
+                                             uncertainty=uncertainty, tables=_model_tables(model))
     except BaseException:
         if pool is not None:
             pool.shutdown()

@@ -51,14 +51,15 @@ class CaseInput:
     def output(self, out_dir: Path, fmt: str) -> Path:
         return out_dir / (self.key + FORMATS[fmt])
 
-    def outputs(self, out_dir: Path, fmt: str, uncertainty: bool) -> list[Path]:
+    def outputs(self, out_dir: Path, fmt: str, uncertainty: bool, tables: tuple[str, ...] = ()) -> list[Path]:
         """Every file this case may write under ``out_dir``: the mask and its companions
-        (``<key>_uncertainty.nii.gz`` with ``uncertainty``; ``<key>_*.csv`` tables are matched by
-        :func:`owned_by_case`)."""
+        (``<key>_uncertainty.nii.gz`` with ``uncertainty``; ``<key>_<table>.csv`` for each of the
+        predictor's ``tables``, e.g. ``lesions`` for an instance run)."""
         base = out_dir / self.key
         out = [self.output(out_dir, fmt)]
         if uncertainty:
             out.append(base.parent / f"{base.name}_uncertainty.nii.gz")
+        out += [base.parent / f"{base.name}_{t}.csv" for t in tables]
         return out
 
 

@@ -101,3 +101,23 @@ def test_prediction_from_the_run_lies_on_the_source_grid(cli_run, phantoms):
     assert res.mask.shape == vol.shape and np.array_equal(res.mask.affine, vol.affine)
     assert res.mask.array.dtype == np.uint16
     assert sorted(np.unique(res.mask.array[res.mask.array > 0]).tolist()) == [r["id"] for r in res.tables["lesions"]]
+
+
+def test_an_existing_lesion_table_is_not_replaced_without_overwrite(cli_run, phantoms, tmp_path):
+    """The lesion table ``<case>_lesions.csv`` is an output of the case like its mask: a file of
+    that name that medseg did not write stops the batch before anything is written."""
+    from tests.conftest import run_cli
+
+    out, _ = cli_run
+    src = sorted((phantoms / "imagesTr").iterdir())[0]
+    case = src.name.replace("_0000.nii.gz", "")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / f"{case}.nii.gz").symlink_to(src)
+    dest = tmp_path / "pred"
+    dest.mkdir()
+    table = dest / f"{case}_lesions.csv"
+    table.write_text("someone else's table\n")
+    r = run_cli("predict", inp, "--model", out, "--out", dest, "--device", "cpu")
+    assert r.returncode == 2 and "were not written by a medseg" in r.stderr and str(table) in r.stderr, r.stderr
+    assert table.read_text() == "someone else's table\n" and sorted(p.name for p in dest.iterdir()) == [table.name]
