@@ -79,6 +79,56 @@ def _loopback_only(active: bool):
             os.environ[name] = old_env
 
 
+#: The reaper: waits for its parent (the driver) to die, then kills the processes given as
+#: ``pid:create_time`` arguments that still exist with that start time (never a reused pid).
+_REAPER = """
+import os, signal, sys, time
+import psutil
+parent = os.getppid()
+while os.getppid() == parent:
+    time.sleep(0.25)
+for arg in sys.argv[1:]:
+    pid, created = arg.split(":")
+    try:
+        p = psutil.Process(int(pid))
+        if abs(p.create_time() - float(created)) < 1e-3:
+            p.send_signal(signal.SIGKILL)
+    except (psutil.Error, ValueError):
+        pass
+"""
+
+
+def _descendants() -> dict[int, float]:
+    """``{pid: create_time}`` of this process's descendants ({} without psutil)."""
+    try:
+        import psutil
+
+        return {p.pid: p.create_time() for p in psutil.Process().children(recursive=True)}
+    except Exception:  # noqa: BLE001  (psutil is a Ray dependency; without it Ray's own timeouts apply)
+        return {}
+
+
+def _start_reaper(before: dict[int, float]):
+    """Start the local Ray's reaper for the processes that ``ray.init`` started (the
+    descendants now that were not in ``before``); Linux / macOS; None elsewhere or without psutil.
+
+    When the driver is killed (SIGKILL, OOM), Ray takes its GCS, raylet and workers down at once,
+    but its dashboard and runtime-env agents first try to report the dead raylet to the dead GCS
+    and only exit after that call's fixed 60 s timeout, still holding their (loopback) ports. The
+    reaper (a tiny process, ``_REAPER``) notices the driver's death within a quarter second and
+    kills every process the local Ray had started (and nothing else the caller runs). A normal
+    shutdown stops it first.
+    """
+    started = {pid: t for pid, t in _descendants().items() if before.get(pid) != t}
+    if sys.platform == "win32" or not started:
+        return None
+    import subprocess
+
+    args = [f"{pid}:{t!r}" for pid, t in started.items()]
+    return subprocess.Popen([sys.executable, "-c", _REAPER, *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
 def _import_ray():
     try:
         import ray
@@ -202,8 +252,11 @@ class RayPool:
         if runtime_env:
             kw["runtime_env"] = runtime_env
         try:
+            before = _descendants() if target == "local" else {}
             with _loopback_only(target == "local"):
                 ray.init(**kw)
+            if target == "local":
+                self._reaper = _start_reaper(before)
         except ray.exceptions.AuthenticationError:
             raise InputError(f"the Ray cluster at {target} uses token authentication: set RAY_AUTH_MODE=token and "
                              "give its token (RAY_AUTH_TOKEN, or the head node's ~/.ray/auth_token copied to this "
@@ -360,6 +413,10 @@ class RayPool:
                 self._ray.shutdown()
             except Exception:  # noqa: BLE001
                 pass
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None and reaper.poll() is None:
+            reaper.terminate()  # Ray is down: nothing left to reap
+            reaper.wait(timeout=5)
 
 
 def _cause_text(e: BaseException) -> str:

@@ -129,9 +129,9 @@ def test_local_ray_listens_on_loopback_only_and_dies_with_the_driver(tmp_path):
         assert not exposed, f"Ray processes listening beyond loopback: {exposed}"
         proc.send_signal(signal.SIGKILL)  # the driver dies without any cleanup of its own
         proc.wait(timeout=10)
-        # the GCS, raylet and workers go at once; Ray's agents notice their dead raylet after 5 checks,
-        # which takes a minute or more on a loaded machine
-        deadline = time.monotonic() + 240
+        # the GCS, raylet and workers go at once; Ray's agents would linger for their 60 s report to
+        # the dead GCS, but medseg's reaper kills them within a quarter second (15 s: a loaded machine)
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.5)
         left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:150] for p in pids if _alive(p)}
