@@ -63,7 +63,7 @@ BYTES_PER_VOXEL_FEATURE = 56.0
 FIXED_OVERHEAD_GB = 1.0
 #: CPU plans (see the module docstring): about 5 training iterations/s (batch 2) on 2 cores
 CPU_BASE_FILTERS = 16
-CPU_PATCH_VOXELS = 64_000
+CPU_PATCH_VOXELS = 80_000
 CPU_MAX_COARSENING = 3.0
 CPU_BATCH = 2
 

@@ -62,7 +62,7 @@ def _fingerprint(extent_mm, spacing, n=12, components=None):
 
 def test_cpu_plan_for_a_thorax_is_small_and_capped():
     """210 x 170 x 130 mm at 0.8 x 0.8 x 2.5 mm: hand-picked demo values gave a 128 x 104 x 52
-    patch; the CPU plan caps the coarsening at 3x the finest spacing and the patch at 64k voxels."""
+    patch; the CPU plan caps the coarsening at 3x the finest spacing and the patch at CPU_PATCH_VOXELS (80k)."""
     fp = _fingerprint((210, 170, 130), (0.8, 0.8, 2.5))
     cpu = make_plan(fp, 8, device="cpu")
     assert cpu.device == "cpu" and cpu.network.filters[0] == 16 and cpu.training.batch_size == 2
