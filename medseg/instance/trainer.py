@@ -46,22 +46,45 @@ from medseg.train.splits import fold_cases, load_or_create_splits
 from medseg.train.trainer import EpochReporter
 
 
-def learning_rate(cfg: InstanceConfig, epoch: int, iteration: int, epochs: int) -> float:
-    """The rate at (epoch, iteration): warm-up factor over the global iteration x the schedule."""
+def learning_rate(cfg: InstanceConfig, epoch: int, iteration: int, epochs: int,
+                  anchor: tuple[int, float] | None = None) -> float:
+    """The rate at (epoch, iteration): warm-up factor over the global iteration x the schedule.
+
+    ``anchor = (a, f)``: the run was extended (``--resume --epochs N`` with a new N) at epoch
+    ``a``, where the schedule's factor was ``f``; from ``a`` on a cosine schedule decays from
+    ``f`` to ``min_lr_factor`` at ``epochs``, so the rate never jumps back up (as the U-Net's
+    :func:`medseg.train.components.lr_factor`)."""
     s = cfg.schedule
     step = epoch * cfg.iterations_per_epoch + iteration
     warm = 1.0
     if step < s.warmup_iterations:
         a = step / max(s.warmup_iterations, 1)
         warm = s.warmup_factor * (1 - a) + a
+    return cfg.optimizer.lr * warm * _schedule_factor(cfg, epoch, epochs, anchor)
+
+
+def _schedule_factor(cfg: InstanceConfig, epoch: int, epochs: int, anchor) -> float:
+    """The schedule's multiplier for ``epoch`` (0-based) of ``epochs``, without the warm-up."""
+    s = cfg.schedule
     if s.name == "cosine":
-        lo = s.min_lr_factor
-        f = lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
-    elif s.name == "step":
-        f = s.gamma ** sum(epoch >= m for m in s.milestones)
-    else:
-        f = 1.0
-    return cfg.optimizer.lr * warm * f
+        lo, hi, e0, n = s.min_lr_factor, 1.0, 0, epochs
+        if anchor is not None and epoch >= anchor[0]:
+            e0, hi, n = int(anchor[0]), float(anchor[1]), epochs - int(anchor[0])
+        return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * (epoch - e0) / max(n, 1)))
+    if s.name == "step":
+        return s.gamma ** sum(epoch >= m for m in s.milestones)
+    return 1.0
+
+
+def extension_anchor(cfg: InstanceConfig, start_epoch: int, old_total: int, new_total: int,
+                     old_anchor) -> tuple[int, float] | None:
+    """The anchor of a run resumed with ``new_total`` epochs that was planned for ``old_total``:
+    unchanged when the totals agree (exact resume), else the last epoch's schedule factor
+    continues from ``start_epoch`` (see :func:`learning_rate`)."""
+    if new_total == old_total:
+        return tuple(old_anchor) if old_anchor else None
+    last = min(start_epoch, old_total - 1)
+    return (start_epoch, _schedule_factor(cfg, last, old_total, tuple(old_anchor) if old_anchor else None))
 
 
 def train_step(model, images: list, targets: list[dict], opt, scaler, params: list, grad_clip: float,
@@ -203,8 +226,13 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
     start_epoch, start_iter, loss_sum, best = 0, 0, 0.0, {"f1": -1.0, "ap50": -1.0, "epoch": -1,
                                                           "score_threshold": None}
+    anchor = None
     if ckpt is not None:
         start_epoch, start_iter, loss_sum, best = ck.restore(ckpt, model, opt, scaler)
+        anchor = extension_anchor(cfg, start_epoch, int(ckpt["total_epochs"]), epochs, ckpt.get("schedule_anchor"))
+        if anchor is not None and tuple(anchor) != tuple(ckpt.get("schedule_anchor") or ()):
+            rep.line(f"extending the run to {epochs} epochs: the learning rate continues from "
+                     f"{cfg.optimizer.lr * anchor[1]:.3g} and decays from there")
     columns = metric_columns(names)
     rows = [r for r in read_metrics(run_dir / "metrics.csv") if int(r["epoch"]) < start_epoch] if ckpt else []
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,8 +250,8 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
 
     def payload(epoch: int, iteration: int, metrics: dict, loss_sum_: float) -> dict:
         return {"medseg_version": __version__, "task": "instance", "epoch": epoch, "iteration": iteration,
-                "total_epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": {"name": cfg.schedule.name, "lr": opt.param_groups[0]["lr"]},
+                "total_epochs": epochs, "schedule_anchor": anchor, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": {"name": cfg.schedule.name, "lr": opt.param_groups[0]["lr"]},
                 "scaler": scaler.state_dict(), "rng": ck.rng_state(), "metrics": metrics or {}, "best": best,
                 "labels": model_classes, "classes": class_values, "loss_sum": loss_sum_,
                 "score_threshold": metrics.get("score_threshold") if metrics else None}
@@ -239,7 +267,7 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
             bar = rep.bar(epoch, epochs, ipe, it_done)
             t0, first = time.perf_counter(), it_done
             for it in range(it_done, ipe):
-                lr = learning_rate(cfg, epoch, it, epochs)
+                lr = learning_rate(cfg, epoch, it, epochs, anchor)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 images, targets = make_batch(cases, order[it * bs:(it + 1) * bs], cfg.data, class_map, seed, epoch, it * bs)

@@ -70,6 +70,12 @@ def test_ctrl_c_then_resume_ends_with_the_same_weights(cli_run, phantoms, tmp_pa
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
     with pytest.raises(InputError, match="finished 1 epochs; pass a larger --epochs"):
         train_instance(cfg, phantoms, out, device="cpu", resume=True, progress=False)
+    # extending the finished run continues from its last rate (no jump back up the cosine)
+    train_instance(cfg, phantoms, out, device="cpu", resume=True, epochs=2, progress=False)
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["total_epochs"] == 2 and tuple(ck["schedule_anchor"])[0] == 1
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+    assert len(lrs) == 2 and lrs[1] <= lrs[0] + 1e-12
 
 
 def test_unknown_class_is_named(phantoms, tmp_path):
