@@ -229,7 +229,8 @@ def main() -> None:
         speed = None
         if args.speed_steps:
             spec_classes = json.loads((work / "run" / "run.json").read_text())["classes"]
-            speed = _speed(cfg, train_ds, device, args.speed_steps, list(spec_classes.values()))
+            run_cfg = load_instance_config(work / "run" / "config.yaml")  # windows: auto resolved by the run
+            speed = _speed(run_cfg, train_ds, device, args.speed_steps, list(spec_classes.values()))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

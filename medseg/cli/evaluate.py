@@ -45,7 +45,8 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--ref", type=Path, required=True, help="reference label map, or a folder of them")
     p.add_argument("--labels", type=Path, metavar="JSON",
                    help="dataset.json declaring the labels (nnU-Net v2 or Decathlon style): every declared "
-                   "class is reported and an undeclared value is an error (default: the values found)")
+                   "class is reported and an undeclared value is an error (default: the labels.json of a "
+                   "`medseg predict` folder given as --pred, as `medseg report` does; else the values found)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="folder for metrics.csv, lesions.csv and summary.json (default: print the table only)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.out, args.overwrite)
     if args.iou_threshold >= 1:
         raise InputError("--iou-threshold must be below 1; use 0.5 for panoptic quality")
+    if args.labels is None and (args.pred / "labels.json").is_file():
+        args.labels = args.pred / "labels.json"  # a `medseg predict` folder: its run's classes, by name
+        sys.stderr.write(f"classes from {args.labels} (pass --labels to use another file)\n")
     labels = load_labels(args.labels) if args.labels else None
     matched = match_cases(args.pred, args.ref)
     if matched.extra_pred:

@@ -61,6 +61,26 @@ def test_folders_with_labels(cli, ct_folders, tmp_path):
     assert (out / "lesions.csv").read_text().startswith("case,label,side,lesion,")
 
 
+def test_a_predict_folders_labels_json_names_and_declares_the_classes(cli, ct_folders, tmp_path):
+    """Without --labels, a prediction folder's labels.json (written by `medseg predict`) is used,
+    so `medseg evaluate` names classes and scores declared-but-absent ones as `medseg report` does."""
+    pred_dir, ref_dir, labels, _ = ct_folders
+    plain = cli("evaluate", "--pred", pred_dir, "--ref", ref_dir, "--tolerance-mm", 3)
+    assert plain.returncode == 0, plain.stderr
+    assert not any(line.startswith("| 8 |") for line in plain.stdout.splitlines())  # heart: in neither
+    table = json.loads(labels.read_text())["labels"]
+    (pred_dir / "labels.json").write_text(json.dumps({"labels": table}))
+    r = cli("evaluate", "--pred", pred_dir, "--ref", ref_dir, "--tolerance-mm", 3)
+    assert r.returncode == 0, r.stderr
+    assert "classes from" in r.stderr and "labels.json" in r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("| 5 | right lung | 2 |") for line in lines)
+    assert any(line.startswith("| 8 | heart | 2 | 1.000") for line in lines)
+    # the same table as with the dataset.json given explicitly
+    explicit = cli("evaluate", "--pred", pred_dir, "--ref", ref_dir, "--labels", labels, "--tolerance-mm", 3)
+    assert explicit.stdout == r.stdout
+
+
 def test_missing_prediction_is_reported_and_exits_2(cli, ct_folders, tmp_path):
     pred_dir, ref_dir, _, _ = ct_folders
     (ref_dir / "chest_2.seg.nrrd").write_bytes(CT_SEG.read_bytes())
