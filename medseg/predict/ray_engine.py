@@ -129,6 +129,51 @@ def _start_reaper(before: dict[int, float]):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
 
 
+def _auth_token() -> tuple[str | None, str]:
+    """The token Ray would send, and where it comes from (Ray's own precedence: RAY_AUTH_TOKEN,
+    then the file RAY_AUTH_TOKEN_PATH, then ~/.ray/auth_token)."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None, path
+    except OSError:
+        return None, path
+
+
+def _check_auth(gcs: str, address: str) -> None:
+    """Ask the cluster's GCS for its id once (a few ms). A cluster with token authentication
+    refuses a missing or wrong token at once, where ``ray.init`` would retry for about 20 s,
+    printing a warning a second, before failing. Anything else (no gRPC stubs in this Ray,
+    another error) is left to ``ray.init``."""
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except Exception:  # noqa: BLE001  (Ray's generated stubs moved: skip the early check)
+        return
+    mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"  # Ray sends a token only then
+    token, source = _auth_token()
+    metadata = [("authorization", f"Bearer {token}")] if (mode and token) else None
+    with grpc.insecure_channel(gcs) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=5, metadata=metadata)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAUTHENTICATED:
+                return
+            if not mode:
+                todo = "set RAY_AUTH_MODE=token" + (f" (the token in {source} is then used)" if token else
+                                                    " and RAY_AUTH_TOKEN to the cluster's token")
+            elif token:
+                todo = f"the token from {source} was refused: give the cluster's token in RAY_AUTH_TOKEN"
+            else:
+                todo = (f"no token was found ({source} is absent): set RAY_AUTH_TOKEN to the cluster's token or "
+                        "copy the head node's ~/.ray/auth_token to this machine")
+            raise InputError(f"--address {address}: the Ray cluster there uses token authentication; {todo} "
+                             "(see docs/guides/prediction.md, Ray)") from None
+
+
 def _import_ray():
     try:
         import ray
@@ -243,6 +288,7 @@ class RayPool:
             except (OSError, ValueError) as e:
                 raise InputError(f"--address {address}: no Ray cluster answers there ({short_reason(e, 80)}); "
                                  f"{_START_HINT}") from None
+            _check_auth(f"{host or '127.0.0.1'}:{port}", address)
         target = address or os.environ.get("RAY_ADDRESS") or "local"
         kw = dict(address=target, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                   ignore_reinit_error=True, configure_logging=True)

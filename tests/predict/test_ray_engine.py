@@ -225,3 +225,38 @@ def test_an_unreachable_cluster_is_one_clear_error(study, tiny_run, tmp_path, cl
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "no Ray cluster answers" in r.stderr and "ray start --head" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_token_auth_cluster_without_the_token_is_one_clear_error_at_once(study, tiny_run, tmp_path, cli, monkeypatch):
+    """A cluster with Ray's token authentication: without the token (no RAY_AUTH_MODE, or a wrong
+    token) `ray.init` would print a warning a second for about 20 s before failing; medseg asks the
+    GCS once and says what to set. With the right token the same command predicts."""
+    import secrets
+
+    token = secrets.token_hex(32)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of the machine's user
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)  # for `ray start` and `ray status`
+    cluster = _Cluster(tmp_path)
+    try:
+        address = cluster.address
+        args = ("predict", "--engine", "ray", "--address", address, study / "a.nii.gz", "--model", tiny_run,
+                "--device", "cpu", "--quiet")
+        monkeypatch.delenv("RAY_AUTH_MODE")
+        monkeypatch.delenv("RAY_AUTH_TOKEN")
+        r = cli(*args, "--out", tmp_path / "no_mode")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "uses token authentication; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN" in r.stderr
+        assert "gcs_client" not in r.stderr and r.stderr.count("\n") == 1  # one line, no Ray retry warnings
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)
+        r = cli(*args, "--out", tmp_path / "wrong")
+        assert r.returncode == 2 and "the token from RAY_AUTH_TOKEN was refused" in r.stderr, r.stderr
+        assert "gcs_client" not in r.stderr and r.stderr.count("\n") == 1
+        assert not (tmp_path / "no_mode").exists() and not (tmp_path / "wrong").exists()
+        monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+        r = cli(*args, "--out", tmp_path / "ok")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "ok" / "a.nii.gz").is_file()
+    finally:
+        cluster.stop()
