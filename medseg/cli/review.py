@@ -1,9 +1,11 @@
 """``medseg review DIR [--reviewer NAME]``: review and correct masks in napari;
 ``medseg review DIR --export OUT``: write the accepted cases as an nnU-Net dataset, no GUI.
 
-medseg never imports napari or Qt. The GUI is the napari plugin's ``launch_review``, found through
-the one documented lookup :func:`review_app`: the entry-point group ``medseg.review_app``
-(``napari_plugin/pyproject.toml`` declares ``napari = "napari_medseg:launch_review"``).
+medseg never imports napari or Qt. The GUI is the napari plugin's public entry point, found
+through the one documented lookup :func:`review_app`: the entry-point group ``medseg.review_app``
+(``napari_plugin/pyproject.toml`` declares ``napari = "napari_medseg:launch_review"``), which is
+``napari_medseg.open_review(folder, reviewer=...)`` -- the call scripts use -- followed by napari's
+event loop. Nothing else of the plugin is imported or called from here.
 ``--export`` needs neither napari nor the plugin (:mod:`medseg.review`).
 """
 
@@ -18,7 +20,8 @@ from medseg.errors import MedsegError
 
 #: The entry-point group of the review GUI: one callable ``app(folder, *, reviewer=None) -> int``
 #: that blocks until the window is closed, raises ImportError when napari or its Qt binding is
-#: missing (before any window opens) and MedsegError for what the user can fix.
+#: missing (before any window opens) and MedsegError for what the user can fix. The napari plugin
+#: registers ``napari_medseg.launch_review``: its public ``open_review`` plus ``napari.run()``.
 REVIEW_APP_GROUP = "medseg.review_app"
 
 PLUGIN_HINT = ("the napari review app is not installed (no 'medseg.review_app' entry point); install the "
@@ -51,7 +54,8 @@ def add_parser(sub, parents) -> None:
 
 def review_app() -> Callable[..., int]:
     """The review GUI registered under the entry-point group ``medseg.review_app`` (the napari
-    plugin's ``napari_medseg.launch_review``); MedsegError saying how to install it when none is."""
+    plugin's ``napari_medseg.launch_review``, i.e. ``napari_medseg.open_review`` run until the
+    window closes); MedsegError saying how to install it when none is."""
     from importlib.metadata import entry_points
 
     found = sorted(entry_points(group=REVIEW_APP_GROUP), key=lambda ep: ep.name)

@@ -6,7 +6,9 @@ Three layouts, tried in this order:
    ``input,output,status,error,seconds,...,model_id`` and optionally ``uncertainty``;
    the masks are ``DIR/<case>.nii.gz`` or DICOM SEG ``DIR/<case>/seg.dcm`` (the ``output``
    column). The case id is the manifest's ``case`` key (``/`` flattened to ``__``), else the
-   mask's file name without its suffix.
+   mask's file name without its suffix. A case's ``<case>_uncertainty.nii.gz`` map (written
+   by ``medseg predict --uncertainty`` next to the mask, or next to the ``<case>/`` folder of
+   a DICOM SEG) is found as :attr:`ReviewCase.uncertainty_map`.
 2. Any folder of scans with masks: ``DIR/images/`` and ``DIR/masks/``, matched by case id
    (the file name without its suffix, e.g. ``case_01.nii.gz`` and ``case_01.seg.nrrd``; an
    nnU-Net channel suffix ``_0000`` on images is dropped). A DICOM series may be a folder
@@ -44,6 +46,7 @@ class ReviewCase:
     uncertainty: float | None = None
     model_id: str | None = None
     series_uid: str | None = None  # which DICOM series of ``image`` (a folder), from the manifest
+    uncertainty_map: Path | None = None  # per-voxel entropy map of `medseg predict --uncertainty`
 
 
 @dataclass
@@ -112,6 +115,20 @@ def _resolve(folder: Path, value: str) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
 
 
+#: Name ending of the per-voxel uncertainty map ``medseg predict --uncertainty`` writes next to a mask.
+UNCERTAINTY_SUFFIX = "_uncertainty.nii.gz"
+
+
+def uncertainty_map_path(mask: Path) -> Path | None:
+    """The uncertainty map written with the prediction ``mask``, when there is one:
+    ``DIR/<key>_uncertainty.nii.gz`` for ``DIR/<key>.<ext>`` and for a DICOM SEG
+    ``DIR/<key>/seg.dcm`` (``medseg.predict.case.write_outputs``)."""
+    mask = Path(mask)
+    base = mask.parent if mask.name.lower() == "seg.dcm" else mask.parent / split_suffix(mask)[0]
+    path = base.parent / f"{base.name}{UNCERTAINTY_SUFFIX}"
+    return path if path.is_file() and path != mask else None
+
+
 def _float(text: str | None) -> float | None:
     try:
         value = float(text) if text not in (None, "") else None
@@ -153,7 +170,7 @@ def _from_manifest(wl: Worklist, manifest: Path) -> None:
             continue
         seen.add(case)
         wl.cases.append(ReviewCase(case, mask, image, _float(row.get("uncertainty")), row.get("model_id") or None,
-                                   series_uid or None))
+                                   series_uid or None, uncertainty_map_path(mask)))
 
 
 def _folder_labels(wl: Worklist) -> None:

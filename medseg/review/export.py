@@ -12,8 +12,10 @@ plan`` and training accept as is (no Qt, no napari; used by the napari review wi
 Labels: the run's class table (the review folder's ``labels.json`` written by ``medseg
 predict``, else its ``dataset.json``, else the masks' own segment names), so the dataset trains
 with the preset that made the predictions; **every** value present in an exported mask is
-declared -- a value painted during review that the table does not know is named ``class_<v>``
-(:meth:`medseg.io.labels.LabelTable.with_values`) and listed in :attr:`ExportResult.added`.
+declared -- a value painted during review that the table does not know is named by the class the
+reviewer added in napari (Correction tools > Add class, recorded in ``REVIEW_FOLDER/review/labels.json``,
+:func:`reviewed_classes`), else ``class_<v>`` (:meth:`medseg.io.labels.LabelTable.with_values`);
+either way it is listed in :attr:`ExportResult.added`.
 
 The dataset is built in a hidden temporary folder next to OUT and renamed to OUT at the end,
 so an interrupted export leaves no half dataset. OUT must not exist (or be an empty folder).
@@ -56,9 +58,13 @@ class ExportResult:
         text = f"exported {len(self.cases)} case(s) to {self.out}"
         if self.skipped:
             text += f"; skipped {len(self.skipped)} ({'; '.join(f'{c}: {m}' for c, m in self.skipped[:3])})"
-        if self.added:
+        named = {v: n for v, n in self.added.items() if n != f"class_{v}"}
+        unnamed = {v: n for v, n in self.added.items() if v not in named}
+        if named:
+            text += "; classes added in review: " + ", ".join(f"{v} = {n}" for v, n in sorted(named.items()))
+        if unnamed:
             text += ("; label value(s) not named by the run were declared as "
-                     + ", ".join(f"{v} = {n}" for v, n in sorted(self.added.items()))
+                     + ", ".join(f"{v} = {n}" for v, n in sorted(unnamed.items()))
                      + " -- rename them in dataset.json if they are a real class")
         return text
 
@@ -88,6 +94,39 @@ def _run_table(session: "ReviewSession", cases: list[str]) -> LabelTable:
     pred = session.prediction(first.case)
     table = mask_label_table(pred.with_array(pred.array * 0), first.mask)  # names only, no fill-ins
     return table
+
+
+def reviewed_classes(session: "ReviewSession") -> LabelTable | None:
+    """The classes reviewers added by name (napari Correction tools > Add class):
+    ``REVIEW_FOLDER/review/labels.json`` (None when there is none or it is unreadable)."""
+    from medseg.errors import InputError
+    from medseg.io.labels import read_labels
+
+    path = Path(session.review_dir) / "labels.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_labels(path)
+    except InputError:
+        return None
+
+
+def _with_reviewed(table: LabelTable, reviewed: LabelTable | None, present: set[int]) -> LabelTable:
+    """``table`` plus the reviewers' named classes whose values are in the exported masks and
+    that the run does not name (a name the run uses for another value gets ``_<value>``)."""
+    if reviewed is None:
+        return table
+    labels, colors = dict(table.labels), dict(table.colors)
+    known = set(labels.values())
+    for name, value in sorted(reviewed.labels.items(), key=lambda kv: kv[1]):
+        if value <= 0 or value in known or value not in present:
+            continue
+        key = name if name not in labels else f"{name}_{value}"
+        labels[key] = value
+        known.add(value)
+        if name in reviewed.colors:
+            colors[key] = reviewed.colors[name]
+    return LabelTable(labels, colors, table.source)
 
 
 def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequence[str] = DEFAULT_STATUSES,
@@ -130,7 +169,10 @@ def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequen
             result.cases.append(c.case)
         if not result.cases:
             raise MedsegError("no case could be exported: " + "; ".join(f"{c}: {m}" for c, m in result.skipped))
-        table, added = _run_table(session, result.cases).with_values(present | {0})
+        run_table = _run_table(session, result.cases)
+        run_values = set(run_table.labels.values())
+        table, _ = _with_reviewed(run_table, reviewed_classes(session), present).with_values(present | {0})
+        added = sorted(v for v in table.labels.values() if v not in run_values and v != 0)
         result.labels = dict(sorted(table.labels.items(), key=lambda kv: kv[1]))
         result.added = {v: table.name_of(v) for v in added}
         dataset = {

@@ -6,9 +6,18 @@ Everything lives in ``REVIEW_FOLDER/review/``; the predictions and images are on
     review/corrected/<case>.nii.gz   the corrected mask, on exactly the prediction's grid (atomic writes)
     review/audit.jsonl           one JSON line per status change (appended, never rewritten)
 
+Every file and folder is written with the modes a plain ``open`` gives (``0o666 & ~umask``,
+0644 with umask 022), so a second reviewer account in the group can read the review.
+
 Statuses: ``not started`` -> ``in progress`` (opened or edited) -> ``approved`` (accepted as
 predicted), ``corrected`` (accepted with edits) or ``flagged`` (needs a second look). A final
 case is reopened (``in progress``) by editing it again or by :meth:`ReviewSession.reopen`.
+
+Notes: a case's ``note`` is what a reviewer wrote with a status change (e.g. why it was
+flagged). Changes made by the program (``opened``, ``edited``, a correction found after a
+restart) never replace it; every change is an audit line with its ``event`` (``opened``,
+``edited``, ``restored`` or ``reviewer``) and the note in force, so the audit log is the
+case's status history.
 
 A DICOM SEG prediction is read on its image's grid (the SEG references the image series), so
 corrections and the export are on the scan's full grid.
@@ -24,7 +33,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 import numpy as np
@@ -32,7 +41,7 @@ import numpy as np
 from medseg.errors import GeometryError, InputError, MedsegError, OutputError
 from medseg.io import read_volume, write_mask_like
 from medseg.io.atomic import atomic_path
-from medseg.io.labels import LabelTable, label_values, mask_label_table
+from medseg.io.labels import LabelTable, label_values, mask_label_table, read_labels
 from medseg.metrics import dice, volume_ml
 from medseg.metrics.labels import as_label_map
 from medseg.review.cases import ReviewCase, Worklist, discover
@@ -41,6 +50,11 @@ from medseg.volume import Volume
 STATUSES = ("not started", "in progress", "approved", "corrected", "flagged")
 FINAL_STATUSES = ("approved", "corrected", "flagged")
 STATE_VERSION = 1
+#: ``event`` of an audit line: a reviewer's status change, or what the program recorded by itself.
+REVIEWER_EVENT = "reviewer"
+AUTO_EVENTS = ("opened", "edited", "restored")
+#: The notes that audit lines written before ``event`` existed used for the program's changes.
+_LEGACY_AUTO_NOTES = ("opened", "edited", "correction found on disk after a restart")
 
 
 def now_iso() -> str:
@@ -60,7 +74,9 @@ class CaseState:
 @dataclass
 class LoadedCase:
     """A case read for display. ``labels`` is the working mask: the saved correction when
-    there is one (``restored``), else a copy of the prediction."""
+    there is one (``restored``), else a copy of the prediction. ``uncertainty`` is the case's
+    uncertainty map (per-voxel entropy, nats, on its own grid: the scan's) when ``medseg predict
+    --uncertainty`` wrote one; ``notes`` says why one that exists could not be read."""
 
     case: ReviewCase
     image: Volume | None
@@ -69,6 +85,8 @@ class LoadedCase:
     classes: dict[int, str]
     restored: bool
     table: LabelTable | None = None  # names and colours (RGB 0-255) of the classes
+    uncertainty: Volume | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class ReviewSession:
@@ -150,8 +168,11 @@ class ReviewSession:
             except ValueError:
                 continue  # a line cut by a crash
             if isinstance(rec, dict) and rec.get("status") in STATUSES and rec.get("case"):
+                note = str(rec.get("note") or "")
+                if "event" not in rec and note in _LEGACY_AUTO_NOTES:  # an old line: not a reviewer's note
+                    note = states[rec["case"]].note if rec["case"] in states else ""
                 states[rec["case"]] = CaseState(rec["status"], rec.get("reviewer", ""), float(rec.get("seconds", 0.0)),
-                                                rec.get("time"), rec.get("note", ""))
+                                                rec.get("time"), note)
         return states
 
     def _restore_orphan_corrections(self) -> None:
@@ -160,7 +181,7 @@ class ReviewSession:
             return
         for c in self.cases:
             if self.corrected_path(c.case).is_file() and self.state(c.case).status == "not started":
-                self._change(c.case, "in progress", self.reviewer or "unknown", "correction found on disk after a restart")
+                self._change(c.case, "in progress", self.reviewer or "unknown", event="restored")
 
     def _write_state(self) -> None:
         data = {"version": STATE_VERSION, "folder": str(self.folder.resolve()), "layout": self.worklist.layout,
@@ -228,6 +249,13 @@ class ReviewSession:
         ``class_<v>`` for every other value in the prediction or its saved correction."""
         pred = self.prediction(case)
         table = mask_label_table(pred, self.case(case).mask, self.worklist.table)
+        added = read_labels(self.review_dir / "labels.json") if (self.review_dir / "labels.json").is_file() else None
+        if added is not None:  # classes a reviewer added by name (review/labels.json), after the run's own
+            known = set(table.labels.values())
+            extra = {n: v for n, v in added.labels.items() if v not in known and n not in table.labels}
+            if extra:
+                table = LabelTable({**table.labels, **extra}, {**table.colors, **{n: c for n, c in added.colors.items()
+                                                                                 if n in extra}}, table.source)
         saved = self._saved.get(case)
         if saved is not None:
             table = table.with_values(label_values(saved))[0]
@@ -250,7 +278,22 @@ class ReviewSession:
         saved = self.saved_correction(case)
         labels = np.array(saved if saved is not None else pred.array, copy=True)
         table = self.label_table(case)
-        return LoadedCase(c, image, pred, labels, self.classes(case), saved is not None, table)
+        uncertainty, notes = self.uncertainty(case)
+        return LoadedCase(c, image, pred, labels, self.classes(case), saved is not None, table, uncertainty, notes)
+
+    def uncertainty(self, case: str) -> tuple[Volume | None, list[str]]:
+        """The case's uncertainty map (``medseg predict --uncertainty``), and why an existing
+        one could not be used (a damaged map costs only the overlay, never the case)."""
+        path = self.case(case).uncertainty_map
+        if path is None:
+            return None, []
+        try:
+            vol = read_volume(path)
+        except MedsegError as e:
+            return None, [f"uncertainty map not shown: {e}"]
+        if vol.array.ndim != 3 or vol.array.dtype.kind not in "fiu":
+            return None, [f"uncertainty map not shown: {path.name} is not a 3D map of numbers"]
+        return vol, []
 
     def load(self, case: str) -> LoadedCase:
         """Read a case for display (image, prediction, working mask); changes nothing."""
@@ -284,28 +327,29 @@ class ReviewSession:
         write_mask_like(labels, pred.geometry, path, overwrite=True)
         self._saved[case] = np.array(labels, copy=True)
         if self.state(case).status != "in progress":
-            self._change(case, "in progress", self._who(None), "edited")
+            self._change(case, "in progress", self._who(None), event="edited")
         return path
 
     def open(self, case: str, reviewer: str | None = None) -> None:
         """Mark a case ``in progress`` when it is opened for the first time."""
         if self.state(case).status == "not started":
-            self._change(case, "in progress", self._who(reviewer), "opened")
+            self._change(case, "in progress", self._who(reviewer), event="opened")
 
-    def accept(self, case: str, reviewer: str | None = None, note: str = "") -> dict:
+    def accept(self, case: str, reviewer: str | None = None, note: str | None = None) -> dict:
         """``approved`` when the mask equals the prediction, else ``corrected``."""
         changed = self.change_summary(case)["voxels_changed"]
         return self.set_status(case, "corrected" if changed else "approved", reviewer, note)
 
-    def flag(self, case: str, reviewer: str | None = None, note: str = "") -> dict:
+    def flag(self, case: str, reviewer: str | None = None, note: str | None = None) -> dict:
         return self.set_status(case, "flagged", reviewer, note)
 
-    def reopen(self, case: str, reviewer: str | None = None, note: str = "") -> dict:
+    def reopen(self, case: str, reviewer: str | None = None, note: str | None = None) -> dict:
         return self.set_status(case, "in progress", reviewer, note)
 
-    def set_status(self, case: str, status: str, reviewer: str | None = None, note: str = "") -> dict | None:
+    def set_status(self, case: str, status: str, reviewer: str | None = None, note: str | None = None) -> dict | None:
         """Record a status change and append its audit line (returned). Setting the current
-        status again records nothing and returns None.
+        status again records nothing and returns None. ``note`` replaces the case's note (``""``
+        clears it); None keeps it.
 
         Raises:
             MedsegError: unknown status, going back to ``not started``, ``approved`` while the
@@ -325,7 +369,7 @@ class ReviewSession:
                 raise MedsegError(f"{case}: the mask equals the prediction; mark it 'approved'")
         if self.state(case).status == status:
             return None
-        return self._change(case, status, who, note)
+        return self._change(case, status, who, note, event=REVIEWER_EVENT)
 
     def add_time(self, case: str, seconds: float) -> None:
         """Add reviewing time (seconds the case was shown) to the case."""
@@ -339,11 +383,15 @@ class ReviewSession:
             raise MedsegError("enter a reviewer name first")
         return who
 
-    def _change(self, case: str, status: str, reviewer: str, note: str = "") -> dict:
+    def _change(self, case: str, status: str, reviewer: str, note: str | None = None, *, event: str) -> dict:
+        """Change the status; ``note`` None keeps the case's note (the program's own changes,
+        ``event`` in :data:`AUTO_EVENTS`, always keep it)."""
         self._writable()
         s = self.state(case)
+        if event in AUTO_EVENTS or note is None:
+            note = s.note
         record = {"case": case, "reviewer": reviewer, "time": now_iso(), "status": status, "previous": s.status,
-                  **self.change_summary(case), "seconds": round(s.seconds, 1), "note": note,
+                  "event": event, **self.change_summary(case), "seconds": round(s.seconds, 1), "note": note,
                   "correction": str(self.corrected_path(case).relative_to(self.folder))
                   if self.corrected_path(case).is_file() else None}
         s.status, s.reviewer, s.updated, s.note = status, reviewer, record["time"], note

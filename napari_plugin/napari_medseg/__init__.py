@@ -8,9 +8,21 @@ Plain-Python modules (no Qt): ``layers``, ``correction``, ``review.cases``, ``re
 ``review.export``. Qt lives only in ``review.widget``, ``correction_widget`` and ``app``; medseg
 itself never imports Qt or napari.
 
-``launch_review(folder, reviewer=None)`` is what ``medseg review DIR`` runs: medseg finds it
-through the entry point ``medseg.review_app`` (see ``pyproject.toml``), never by importing this
-package. Importing the package stays light (napari loads the manifest through it).
+The public entry point for scripts is ``open_review(folder, viewer=None, reviewer=None)``: it
+docks the review worklist and the correction tools and returns the review widget, whose
+``open_case(case_id)`` shows a case::
+
+    import napari
+    from napari_medseg import open_review
+
+    widget = open_review("predictions/", reviewer="Dr A")
+    widget.open_case("case_001")
+    napari.run()
+
+``launch_review(folder, reviewer=None)`` is ``open_review`` plus napari's event loop; it is what
+``medseg review DIR`` runs: medseg finds it through the entry point ``medseg.review_app`` (see
+``pyproject.toml``), never by importing this package. Importing the package stays light
+(napari loads the manifest through it).
 """
 
 from __future__ import annotations
@@ -19,11 +31,20 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-__all__ = ["launch_review", "__version__"]
+__all__ = ["open_review", "launch_review", "__version__"]
+
+
+def open_review(folder: str | Path, viewer=None, reviewer: str | None = None):
+    """Dock the review worklist and the correction tools on ``folder`` in ``viewer`` (a new
+    napari viewer when None) and return the review widget (``open_case(case_id)``).
+    See :func:`napari_medseg.app.open_review`."""
+    from napari_medseg.app import open_review as open_
+
+    return open_(folder, viewer=viewer, reviewer=reviewer)
 
 
 def launch_review(folder: str | Path, *, reviewer: str | None = None) -> int:
-    """Open napari with the review and correction widgets on ``folder``; return 0 when closed.
+    """:func:`open_review` in a new napari window, blocking until it is closed; returns 0.
     See :func:`napari_medseg.app.launch_review` (ImportError: napari or Qt is missing)."""
     from napari_medseg.app import launch_review as launch
 

@@ -3,11 +3,17 @@
 Label maps are integer arrays indexed ``[i, j, k]`` (0 = background, one value per class);
 ``spacing`` is mm per array axis (``Volume.spacing``). Every function returns a new array
 and leaves its input unchanged, so the widget can apply the difference with undo history.
+
+Editing rules (:class:`EditRules`, 3D Slicer's masking): an editable area (everywhere, inside
+one class, outside all classes), overwrite other classes on/off, and an intensity range;
+:func:`constrain_edit` undoes what they forbid in any edit (a brush stroke, a fill, a
+fill-between-slices). Classes by name: :func:`add_class` gives a named class the next free value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -166,17 +172,27 @@ def annotated_slices(labels: np.ndarray, label: int, axis: int) -> list[int]:
 
 
 def fill_between_slices(labels: np.ndarray, label: int, axis: int,
-                        spacing: Sequence[float] | None = None, overwrite_other: bool = False) -> np.ndarray:
+                        spacing: Sequence[float] | None = None, overwrite_other: bool = False,
+                        rules: EditRules | None = None, image: np.ndarray | None = None) -> np.ndarray:
     """Interpolate ``label`` across every gap between annotated slices along ``axis``
-    (annotate every few slices, then fill the rest)."""
+    (annotate every few slices, then fill the rest).
+
+    The fill obeys the editing rules (:func:`constrain_edit`): by default those of
+    ``EditRules(overwrite=overwrite_other)`` (other classes kept unless ``overwrite_other``);
+    with ``rules`` its editable area, overwrite setting and intensity range (``image``: the
+    scan on the labels' grid, needed for an intensity range). So a tumour drawn on two slices
+    inside the liver fills between them inside the liver with ``EditRules("inside", liver)``.
+    """
     ks = annotated_slices(labels, label, axis)
     if len(ks) < 2:
         raise MedsegError(f"label {label} is on {len(ks)} slice(s) along this axis; annotate at least two slices")
-    out = np.asarray(labels)
-    for a, b in zip(ks, ks[1:]):
-        if b - a > 1:
-            out = interpolate_slices(out, label, axis, a, b, spacing, overwrite_other)
-    return np.array(out, copy=True) if out is labels else out
+    rules = EditRules(overwrite=overwrite_other) if rules is None else rules
+    a = np.asarray(labels)
+    out = a
+    for lo, hi in zip(ks, ks[1:]):
+        if hi - lo > 1:
+            out = interpolate_slices(out, label, axis, lo, hi, spacing, overwrite_other=True)
+    return constrain_edit(a, out, label, rules, image)
 
 
 def data_axis_for_world_axis(affine: np.ndarray, world_axis: int) -> int:
@@ -186,3 +202,140 @@ def data_axis_for_world_axis(affine: np.ndarray, world_axis: int) -> int:
     a = np.asarray(affine, float)[:3, :3]
     cosines = np.abs(a[world_axis]) / np.linalg.norm(a, axis=0)
     return int(np.argmax(cosines))
+
+
+# ---- editing rules ---------------------------------------------------------------------------
+#: Editable areas (3D Slicer's "Editable area"): every voxel; only the voxels of one class
+#: (``EditRules.area_label``); only background voxels (outside all classes).
+AREAS = ("everywhere", "inside", "outside")
+
+
+@dataclass(frozen=True)
+class EditRules:
+    """What an edit of a label map may change (3D Slicer's masking settings).
+
+    * ``area``: ``"everywhere"``; ``"inside"``: only voxels that were of class ``area_label``;
+      ``"outside"``: only voxels that were background (outside all classes).
+    * ``overwrite``: may an edit change voxels of *other* classes? Off: it changes only
+      background, voxels of the class being edited, and (with ``area="inside"``) voxels of the
+      area's class -- so a tumour can be painted inside the liver without touching the kidney.
+    * ``intensity``: ``(min, max)`` of the scan (HU for CT), inclusive: only voxels whose
+      intensity is in range change (e.g. a window's limits, :func:`window_limits`). None: no limit.
+
+    The defaults change nothing (napari's own painting: overwrite everything, everywhere).
+    """
+
+    area: str = "everywhere"
+    area_label: int | None = None
+    overwrite: bool = True
+    intensity: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.area not in AREAS:
+            raise MedsegError(f"unknown editable area {self.area!r}; choose one of {', '.join(AREAS)}")
+        if self.area == "inside" and (self.area_label is None or int(self.area_label) <= 0):
+            raise MedsegError("the editable area 'inside' needs a class (a label value > 0)")
+        if self.intensity is not None:
+            lo, hi = (float(v) for v in self.intensity)
+            if not lo <= hi:
+                raise MedsegError(f"the intensity range {lo:g} to {hi:g} is empty; give min <= max")
+            object.__setattr__(self, "intensity", (lo, hi))
+
+    @property
+    def free(self) -> bool:
+        """True when the rules forbid nothing (every edit stands as made)."""
+        return self.area == "everywhere" and self.overwrite and self.intensity is None
+
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """One line, e.g. ``inside liver, other classes kept, intensity -45 to 105``."""
+        names = names or {}
+        if self.area == "inside":
+            v = int(self.area_label)
+            area = f"inside {names.get(v, f'class_{v}')}"
+        else:
+            area = {"everywhere": "everywhere", "outside": "outside all classes"}[self.area]
+        parts = [area, "other classes overwritten" if self.overwrite else "other classes kept"]
+        if self.intensity is not None:
+            parts.append(f"intensity {self.intensity[0]:g} to {self.intensity[1]:g}")
+        return ", ".join(parts)
+
+
+def editable_mask(before: np.ndarray, label: int, rules: EditRules, image: np.ndarray | None = None) -> np.ndarray:
+    """The voxels an edit of class ``label`` may change under ``rules`` (bool, shape of ``before``).
+
+    Args:
+        before: the label map before the edit.
+        label: the class being edited (the painted class; when erasing, the class erased).
+        rules: see :class:`EditRules`.
+        image: the scan on the same grid (needed when ``rules.intensity`` is set).
+    """
+    b = np.asarray(before)
+    ok = np.ones(b.shape, bool)
+    if rules.area == "inside":
+        ok &= b == int(rules.area_label)
+    elif rules.area == "outside":
+        ok &= b == 0
+    if not rules.overwrite:
+        allowed = [0, int(label)] + ([int(rules.area_label)] if rules.area == "inside" else [])
+        ok &= np.isin(b, allowed)
+    if rules.intensity is not None:
+        if image is None:
+            raise MedsegError("an intensity range needs the image: choose the scan the labels belong to")
+        img = np.asarray(image)
+        if img.shape != b.shape:
+            raise MedsegError(f"the image has shape {img.shape} but the labels {b.shape}; the intensity "
+                              "range needs the scan on the labels' grid")
+        lo, hi = rules.intensity
+        with np.errstate(invalid="ignore"):
+            ok &= (img >= lo) & (img <= hi)
+    return ok
+
+
+def constrain_edit(before: np.ndarray, after: np.ndarray, label: int, rules: EditRules,
+                   image: np.ndarray | None = None) -> np.ndarray:
+    """``after`` with every change the rules forbid undone (those voxels keep their ``before``
+    value); a new array, inputs unchanged. See :func:`editable_mask`."""
+    b = np.asarray(before)
+    a = np.asarray(after)
+    if a.shape != b.shape:
+        raise MedsegError(f"an edit cannot change the shape of the labels ({b.shape} -> {a.shape})")
+    if rules.free:
+        return np.array(a, copy=True)
+    changed = a != b
+    forbidden = changed & ~editable_mask(b, label, rules, image)
+    out = np.array(a, copy=True)
+    out[forbidden] = b[forbidden]
+    return out
+
+
+# ---- classes by name ------------------------------------------------------------------------
+def next_label_value(values: Iterable[int]) -> int:
+    """The value a new class gets: one above the highest value in use (1 for none)."""
+    used = [int(v) for v in values]
+    return max([0, *used]) + 1
+
+
+def add_class(classes: Mapping[int, str], name: str, values_in_use: Iterable[int] = ()) -> tuple[int, dict[int, str]]:
+    """Add a class called ``name`` to ``classes`` ({value: name}); returns ``(value, new table)``.
+
+    A name already in the table keeps its value (nothing is added). Otherwise the class gets
+    :func:`next_label_value` of the table's values and ``values_in_use`` (values painted in the
+    labels, or named elsewhere, e.g. in a review folder), so it never takes a value that is
+    already on screen. ``classes`` is not changed.
+    """
+    name = " ".join(str(name).split())
+    if not name:
+        raise MedsegError("give the new class a name")
+    if name.lower() == "background":
+        raise MedsegError("'background' is value 0; choose another name")
+    table = {int(v): str(n) for v, n in classes.items()}
+    for v, n in table.items():
+        if n == name:
+            if v == 0:
+                raise MedsegError(f"{name!r} is the background; choose another name")
+            return v, table
+    value = next_label_value([*table, *values_in_use])
+    if value > 65535:
+        raise MedsegError("no label value left for a new class (65535 is the highest)")
+    table[value] = name
+    return value, dict(sorted(table.items()))

@@ -12,7 +12,8 @@ medseg's geometry also travels in ``layer.metadata`` so the writer can put a mas
 exact source grid (see :func:`grid_metadata`)::
 
     {"affine": 4x4 list (voxel -> RAS+ mm), "shape": [ni, nj, nk], "spacing": [mm, mm, mm],
-     "orientation": "RAS", "source_path": "/abs/path", "format": "nifti", "kind": "image"|"labels",
+     "orientation": "RAS", "source_path": "/abs/path", "format": "nifti",
+     "kind": "image"|"labels"|"uncertainty",
      "classes": {value: name}  (labels only), "image_path": "/abs/path" (labels, when known)}
 """
 
@@ -198,6 +199,28 @@ def image_layer_data(volume: Volume, path: str | Path | None = None, name: str |
         "contrast_limits": default_contrast(volume),
     }
     return volume.array, kwargs, "image"
+
+
+def uncertainty_layer_data(volume: Volume, path: str | Path | None = None, name: str | None = None) -> tuple:
+    """``(data, kwargs, "image")`` for an uncertainty map (the per-voxel entropy of ``medseg
+    predict --uncertainty``) shown over its scan: placed in RAS+ mm with its own affine (the
+    scan's grid), colour map ``inferno`` with additive blending (certain voxels, 0, add
+    nothing), contrast 0 to the map's maximum. ``metadata["kind"]`` is ``"uncertainty"``, so the
+    Segment widget never offers it as a scan."""
+    path = path or volume.meta.get("path")
+    data = np.asarray(volume.array, dtype=np.float32)
+    finite = data[np.isfinite(data)]
+    hi = float(finite.max()) if finite.size else 1.0
+    kwargs = {
+        "name": name or layer_name(path, "uncertainty"),
+        "affine": np.asarray(volume.affine),
+        "metadata": grid_metadata(volume, "uncertainty", path),
+        "colormap": "inferno",
+        "blending": "additive",
+        "opacity": 0.6,
+        "contrast_limits": (0.0, hi if hi > 0 else 1.0),
+    }
+    return data, kwargs, "image"
 
 
 def labels_layer_data(volume: Volume, path: str | Path | None = None, name: str | None = None,

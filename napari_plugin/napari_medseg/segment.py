@@ -1,7 +1,8 @@
 """The logic of the Segment widget, without Qt: which layers can be segmented, the medseg
 ``Volume`` behind an image layer, the run-directory check, Labels layer data from a
 :class:`~medseg.predict.CasePrediction`, and the lesion review of instance results
-(centre slice, reject / accept). :mod:`napari_medseg.segment_widget` is the only Qt.
+(centre slice, reject / accept), and which earlier result a new one replaces (one result layer
+per image and run). :mod:`napari_medseg.segment_widget` is the only Qt.
 
 Geometry follows :mod:`napari_medseg.layers`: a layer's data axes are the stored ``[i, j, k]``
 array axes, placed in RAS+ mm by the volume's 4x4 affine kept in ``layer.metadata["affine"]``.
@@ -208,6 +209,50 @@ def prediction_layer_data(res, image_layer, name: str | None = None) -> tuple:
         meta["class_labels"] = {str(n): int(v) for n, v in res.labels.items()}
     kwargs["opacity"] = 0.6
     return data, kwargs, kind
+
+
+# ---- one result layer per image and run ------------------------------------------------------
+#: ``layer.metadata`` keys of a Segment result: which image and run made it, and a digest of
+#: the voxels as they were added (to tell an untouched result from one a person edited).
+RESULT_OF, RESULT_DIGEST = "segment_of", "segment_digest"
+
+
+def result_key(image_layer, run_dir: str | Path) -> dict:
+    """What identifies a Segment result: the scan (its source file and DICOM series, else the
+    layer's name) and the resolved run directory. JSON-serialisable (kept in the metadata)."""
+    md = getattr(image_layer, "metadata", None) or {}
+    image = md.get("source_path") or f"layer:{image_layer.name}"
+    if md.get("series_uid"):
+        image = f"{image}#{md['series_uid']}"
+    return {"image": str(image), "run": str(Path(run_dir).expanduser().resolve())}
+
+
+def data_digest(data) -> str:
+    """A digest of a layer's voxels (shape, dtype and values)."""
+    import hashlib
+
+    a = np.ascontiguousarray(np.asarray(data))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((a.shape, a.dtype.str)).encode())
+    h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def previous_result(layers, key: dict):
+    """The last Labels layer of ``layers`` that a Segment run made from the same image and run
+    (``key``, see :func:`result_key`), or None."""
+    found = None
+    for lay in layers:
+        md = getattr(lay, "metadata", None) or {}
+        if type(lay).__name__ == "Labels" and md.get(RESULT_OF) == key:
+            found = lay
+    return found
+
+
+def is_untouched(layer) -> bool:
+    """Whether a Segment result still holds the voxels it was added with (nobody edited it)."""
+    digest = (getattr(layer, "metadata", None) or {}).get(RESULT_DIGEST)
+    return digest is not None and digest == data_digest(layer.data)
 
 
 # ---- lesion review ---------------------------------------------------------------------------

@@ -3,7 +3,11 @@ image layer opened by napari-medseg, in a worker thread with progress and Cancel
 
 The result is a Labels layer ``<image> prediction`` on the image's grid (same affine), with
 class names and colours and the medseg metadata the writer needs to save it on the source
-grid. A Mask R-CNN run adds a lesion table: click a row to go to the lesion's slice and select
+grid, shown in the radiological axial view. Running again on the same image with the same run
+replaces that layer (same place in the layer list) instead of adding a duplicate; a result that
+was edited since is kept, and the new one is added beside it.
+
+A Mask R-CNN run adds a lesion table: click a row to go to the lesion's slice and select
 it; accept or reject each lesion (reject removes its voxels, with undo).
 
 All logic is in :mod:`napari_medseg.segment` (plain Python); this module is the only Qt.
@@ -37,21 +41,27 @@ from qtpy.QtWidgets import (
 
 from medseg.errors import MedsegError
 from napari_medseg.segment import (
+    RESULT_DIGEST,
+    RESULT_OF,
     REJECTED,
     LesionReview,
     Outcome,
     axial_axis,
     check_run_dir,
+    data_digest,
     image_layers,
     is_instance,
+    is_untouched,
     lesion_centre,
     lesion_rows,
     prediction_layer_data,
     preload_triton,
+    previous_result,
+    result_key,
     run_prediction,
     volume_from_layer,
 )
-from napari_medseg.view import go_to_world, radiological_axial_view
+from napari_medseg.view import go_to_world, keep_radiological, radiological_axial_view
 
 DEVICES = ("auto", "cpu", "cuda")
 LESION_COLUMNS = ("id", "class", "score", "volume (ml)", "slices", "decision", "")
@@ -96,6 +106,7 @@ class SegmentWidget(QWidget):
             ev.connect(self._refresh_layers)
         self._refresh_layers()
         self._validate_run()
+        keep_radiological(self.viewer)
         preload_triton()  # before torch is imported in this (OpenGL-rendering) process; see its docstring
 
     # ---- layout -------------------------------------------------------------------------------
@@ -276,14 +287,29 @@ class SegmentWidget(QWidget):
             self._say(f"error: {outcome.message.replace('--device', 'device')}", error=True)
             return
         try:
-            self._show(outcome.result, layer)
+            self._show(outcome.result, layer, outcome.key[0] if outcome.key else self.run_edit.text().strip())
         except MedsegError as e:
             self._say(f"error: {e}", error=True)
 
     # ---- results --------------------------------------------------------------------------------
-    def _show(self, res, image_layer) -> None:
+    def _show(self, res, image_layer, run_dir) -> None:
         data, kwargs, _ = prediction_layer_data(res, image_layer)
+        key = result_key(image_layer, run_dir)
+        kwargs["metadata"][RESULT_OF] = key
+        kwargs["metadata"][RESULT_DIGEST] = data_digest(data)
+        old = previous_result(self.viewer.layers, key)
+        kept = ""
+        if old is not None and not is_untouched(old):
+            kept = f"; your edited {old.name!r} is kept"
+            old = None
+        index = self.viewer.layers.index(old) if old is not None else None
+        if old is not None:
+            self.viewer.layers.remove(old)  # same image, same run: the new result replaces it
         self.result_layer = self.viewer.add_labels(data, **kwargs)
+        if index is not None:
+            self.viewer.layers.move(self.viewer.layers.index(self.result_layer), index)
+        if radiological_axial_view(self.viewer):
+            self.viewer.reset_view()
         self.viewer.layers.selection.active = self.result_layer
         seconds = sum(res.timings.values()) if res.timings else None
         took = f" in {seconds:.1f} s" if seconds else ""
@@ -291,13 +317,13 @@ class SegmentWidget(QWidget):
             self.lesions = LesionReview(lesion_rows(res))
             self._fill_table()
             self.lesion_box.setVisible(True)
-            self._say(f"{self.result_layer.name}: {len(self.lesions.rows)} lesion(s){took}")
+            self._say(f"{self.result_layer.name}: {len(self.lesions.rows)} lesion(s){took}{kept}")
         else:
             self.lesions = None
             self.table.setRowCount(0)
             self.lesion_box.setVisible(False)
             vols = ", ".join(f"{n} {v:.1f} ml" for n, v in (res.volumes_ml or {}).items())
-            self._say(f"{self.result_layer.name}{took}" + (f": {vols}" if vols else ""))
+            self._say(f"{self.result_layer.name}{took}" + (f": {vols}" if vols else "") + kept)
 
     def _fill_table(self) -> None:
         rows = self.lesions.rows

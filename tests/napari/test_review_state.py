@@ -4,6 +4,8 @@ nnU-Net export. References: nibabel reads of the files, hand-computed Dice and v
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from datetime import datetime
@@ -212,7 +214,92 @@ def test_export_needs_accepted_cases(tmp_path):
 
 def test_state_modules_do_not_import_qt_or_napari():
     code = ("import sys, napari_medseg.review.state, napari_medseg.review.export, napari_medseg.review.cases, "
-            "napari_medseg.correction, napari_medseg.layers\n"
+            "napari_medseg.correction, napari_medseg.layers, napari_medseg.view, napari_medseg.segment\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'vispy')]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_flag_note_survives_edits_and_the_audit_log_keeps_the_history(tmp_path):
+    root = review_folder(tmp_path / "r", n=1)
+    s = ReviewSession(root, reviewer="dr_n")
+    s.open("case_000")
+    s.flag("case_000", note="lesion margin unclear")
+    labels = s.load("case_000").labels
+    labels[labels == 2] = 1
+    s.save_correction("case_000", labels)                       # the program reopens it: "edited"
+    assert s.state("case_000").status == "in progress"
+    assert s.state("case_000").note == "lesion margin unclear"
+    s.accept("case_000")                                         # no note given: the note stays
+    assert s.state("case_000").note == "lesion margin unclear"
+    lines = _audit(s)
+    assert [(r["event"], r["previous"], r["status"]) for r in lines] == [
+        ("opened", "not started", "in progress"), ("reviewer", "in progress", "flagged"),
+        ("edited", "flagged", "in progress"), ("reviewer", "in progress", "corrected")]
+    assert [r["note"] for r in lines] == ["", "lesion margin unclear", "lesion margin unclear", "lesion margin unclear"]
+
+    s.state_path.unlink()                                        # rebuilt from the audit log: the same note
+    assert ReviewSession(root).state("case_000").note == "lesion margin unclear"
+    s.reopen("case_000", note="")                                # a reviewer may clear it
+    assert s.state("case_000").note == "" and _audit(s)[-1]["note"] == ""
+
+
+def test_audit_lines_written_before_events_existed_keep_the_reviewers_note(tmp_path):
+    root = review_folder(tmp_path / "r", n=1)
+    (root / "review").mkdir()
+    old = [{"case": "case_000", "reviewer": "a", "time": "t1", "status": "in progress", "note": "opened"},
+           {"case": "case_000", "reviewer": "a", "time": "t2", "status": "flagged", "note": "motion"},
+           {"case": "case_000", "reviewer": "a", "time": "t3", "status": "in progress", "note": "edited"}]
+    (root / "review" / "audit.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    state = ReviewSession(root).state("case_000")
+    assert (state.status, state.note) == ("in progress", "motion")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_review_outputs_honour_the_umask(tmp_path, umask):
+    """A second reviewer account in the group can read the corrections, state and audit log:
+    the modes a plain open()/mkdir() gives under the same umask (0644/0755 with umask 022)."""
+    old = os.umask(umask)
+    try:
+        ref_file = tmp_path / "reference.txt"
+        with open(ref_file, "w") as f:
+            f.write("x")
+        ref_dir = tmp_path / "reference_dir"
+        ref_dir.mkdir()
+        root = review_folder(tmp_path / "r", n=1)
+        s = ReviewSession(root, reviewer="dr_m")
+        labels = s.load("case_000").labels
+        labels[0, 0, 0] = 2
+        s.save_correction("case_000", labels)
+        s.add_time("case_000", 5.0)
+        s.flag("case_000", note="check")
+    finally:
+        os.umask(old)
+    want_file, want_dir = stat.S_IMODE(ref_file.stat().st_mode), stat.S_IMODE(ref_dir.stat().st_mode)
+    assert want_file == (0o644 if umask == 0o022 else 0o640)
+    review = root / "review"
+    for path in (review / "state.json", review / "audit.jsonl", review / "corrected" / "case_000.nii.gz"):
+        assert stat.S_IMODE(path.stat().st_mode) == want_file, path
+    for path in (review, review / "corrected"):
+        assert stat.S_IMODE(path.stat().st_mode) == want_dir, path
+
+
+def test_a_class_added_by_name_is_named_after_reopening(tmp_path):
+    """A class the reviewer added by name (recorded in review/labels.json by the correction
+    widget) keeps its name when the session is reopened: worklist, audit log and layer."""
+    root = review_folder(tmp_path / "r", n=1)
+    s = ReviewSession(root, reviewer="dr_c")
+    pred, _ = _nib(root / "masks" / "case_000.nii.gz")
+    new = int(pred.max()) + 1
+    corr = pred.copy()
+    corr[:2] = new
+    s.save_correction("case_000", corr)
+    assert s.classes("case_000")[new] == f"class_{new}"          # unnamed: the generic name
+    (root / "review" / "labels.json").write_text(json.dumps({"labels": {"cyst": new}, "colors": {"cyst": [1, 2, 3]}}))
+    again = ReviewSession(root, reviewer="dr_c")
+    assert again.classes("case_000")[new] == "cyst"
+    assert again.label_table("case_000").colors["cyst"] == (1, 2, 3)
+    # a name that clashes with the run's classes does not replace them
+    first = min(v for v in s.classes("case_000") if v)
+    (root / "review" / "labels.json").write_text(json.dumps({"labels": {"other": first}}))
+    assert ReviewSession(root, reviewer="dr_c").classes("case_000")[first] == s.classes("case_000")[first]

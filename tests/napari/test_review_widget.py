@@ -71,7 +71,8 @@ def test_paint_is_autosaved_and_reloads_equal(tmp_path, make_napari_viewer, qtbo
 
     w2 = ReviewWidget(viewer, folder=root, reviewer="dr_q")      # a restart restores the statuses
     statuses = {w2.table.item(r, 0).text(): w2.table.item(r, 1).text() for r in range(w2.table.rowCount())}
-    assert statuses == {"case_000": "not started", "case_001": "corrected", "case_002": "in progress"}
+    assert statuses == {"case_000": "not started", "case_001": "corrected", "case_002": "in progress",
+                        "missing_scan": "problem"}                 # the failed prediction: a greyed row
     assert read_volume(corrected).array[voxel] == 2
     w2.close_session()
 

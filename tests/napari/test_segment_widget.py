@@ -241,3 +241,82 @@ def test_models_load_after_napari_has_rendered(qapp):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert "torch.Size([1, 1, 2, 2, 2])" in r.stdout
+
+
+class _FakeSemanticPredictor:
+    """Stands for a U-Net: each call returns a different one-class mask (a box growing along i),
+    so a replaced layer can be told from the one it replaced."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @staticmethod
+    def mask(shape, call: int) -> np.ndarray:
+        m = np.zeros(shape, np.uint8)
+        m[2:2 + 2 * call, 3:8, 1:4] = 1
+        return m
+
+    def predict(self, channels, progress=None, cancel=None, **_kw):
+        self.calls += 1
+        progress(1, 1)
+        vol = channels[0]
+        return CasePrediction(Volume(self.mask(vol.shape, self.calls), vol.affine.copy(), {"model_id": "fake-unet"}),
+                              {"background": 0, "organ": 1})
+
+
+def _fake_run(path):
+    path.mkdir()
+    (path / "run.json").write_text(json.dumps({"task": "semantic"}))
+    (path / "best.pt").write_bytes(b"")
+    return path
+
+
+def test_running_again_replaces_the_result_instead_of_adding_a_duplicate(tmp_path, make_napari_viewer, qtbot):
+    from tests.napari.factory import save_nifti
+
+    aff = np.diag([-1.2, -1.2, 3.0, 1.0])
+    shape = (16, 14, 8)
+    for name in ("scan_a", "scan_b"):
+        save_nifti(tmp_path / f"{name}.nii.gz", np.full(shape, -1000, np.int16), aff)
+    viewer = make_napari_viewer()
+    [scan_a] = viewer.open(tmp_path / "scan_a.nii.gz", plugin=PLUGIN)
+    [scan_b] = viewer.open(tmp_path / "scan_b.nii.gz", plugin=PLUGIN)
+    w = _segment_widget(viewer)
+    fake = _FakeSemanticPredictor()
+    w.load_predictor = lambda run_dir, **kw: fake
+    run1, run2 = _fake_run(tmp_path / "run1"), _fake_run(tmp_path / "run2")
+
+    def run(image, run_dir):
+        w.set_image_layer(image)
+        w.run_edit.setText(str(run_dir))
+        w.device_box.setCurrentText("cpu")
+        _run_and_wait(w, qtbot)
+        return w.result_layer
+
+    def names():
+        return [lay.name for lay in viewer.layers]
+
+    first = run(scan_a, run1)
+    assert names() == ["scan_a", "scan_b", "scan_a prediction"]
+    viewer.layers.move(names().index("scan_a prediction"), 0)       # the user put it at the bottom
+    second = run(scan_a, run1)                                        # same image, same run: replaced in place
+    assert names() == ["scan_a prediction", "scan_a", "scan_b"] and first not in viewer.layers
+    np.testing.assert_array_equal(second.data, _FakeSemanticPredictor.mask(shape, 2))
+    assert viewer.dims.order == (2, 1, 0)                             # shown in the radiological axial view
+
+    second.brush_size = 1
+    second.paint((15, 13, 7), 1)                                      # the user corrects it ...
+    edited = np.array(second.data)
+    third = run(scan_a, run1)                                         # ... so a new run keeps it
+    assert second in viewer.layers and third is not second and "is kept" in w.message.text()
+    np.testing.assert_array_equal(second.data, edited)
+    np.testing.assert_array_equal(third.data, _FakeSemanticPredictor.mask(shape, 3))
+    n = len(viewer.layers)
+    fourth = run(scan_a, run1)                                        # the untouched newest result is replaced
+    assert len(viewer.layers) == n and third not in viewer.layers and second in viewer.layers
+
+    other_run = run(scan_a, run2)                                     # another run, another image: new layers
+    other_image = run(scan_b, run1)
+    assert len(viewer.layers) == n + 2
+    assert {fourth, other_run, other_image} <= set(viewer.layers)
+    assert other_image.name == "scan_b prediction"
