@@ -14,7 +14,7 @@ predict``, else its ``dataset.json``, else the masks' own segment names), so the
 with the preset that made the predictions; **every** value present in an exported mask is
 declared -- a value painted during review that the table does not know is named by the class the
 reviewer added in napari (Correction tools > Add class, recorded in ``REVIEW_FOLDER/review/labels.json``,
-:func:`reviewed_classes`), else ``class_<v>`` (:meth:`medseg.io.labels.LabelTable.with_values`);
+:func:`medseg.review.state.reviewed_classes`), else ``class_<v>`` (:meth:`medseg.io.labels.LabelTable.with_values`);
 either way it is listed in :attr:`ExportResult.added`.
 
 The dataset is built in a hidden temporary folder next to OUT and renamed to OUT at the end,
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from medseg.errors import MedsegError, OutputError
 from medseg.io import read_volume, write_mask_like, write_volume
 from medseg.io.labels import LabelTable, label_values, write_labels
+from medseg.review.state import reviewed_classes, with_reviewed
 
 if TYPE_CHECKING:
     from medseg.review.state import ReviewSession
@@ -96,39 +97,6 @@ def _run_table(session: "ReviewSession", cases: list[str]) -> LabelTable:
     return table
 
 
-def reviewed_classes(session: "ReviewSession") -> LabelTable | None:
-    """The classes reviewers added by name (napari Correction tools > Add class):
-    ``REVIEW_FOLDER/review/labels.json`` (None when there is none or it is unreadable)."""
-    from medseg.errors import InputError
-    from medseg.io.labels import read_labels
-
-    path = Path(session.review_dir) / "labels.json"
-    if not path.is_file():
-        return None
-    try:
-        return read_labels(path)
-    except InputError:
-        return None
-
-
-def _with_reviewed(table: LabelTable, reviewed: LabelTable | None, present: set[int]) -> LabelTable:
-    """``table`` plus the reviewers' named classes whose values are in the exported masks and
-    that the run does not name (a name the run uses for another value gets ``_<value>``)."""
-    if reviewed is None:
-        return table
-    labels, colors = dict(table.labels), dict(table.colors)
-    known = set(labels.values())
-    for name, value in sorted(reviewed.labels.items(), key=lambda kv: kv[1]):
-        if value <= 0 or value in known or value not in present:
-            continue
-        key = name if name not in labels else f"{name}_{value}"
-        labels[key] = value
-        known.add(value)
-        if name in reviewed.colors:
-            colors[key] = reviewed.colors[name]
-    return LabelTable(labels, colors, table.source)
-
-
 def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequence[str] = DEFAULT_STATUSES,
                   channel_name: str | None = None, name: str | None = None,
                   progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -171,7 +139,7 @@ def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequen
             raise MedsegError("no case could be exported: " + "; ".join(f"{c}: {m}" for c, m in result.skipped))
         run_table = _run_table(session, result.cases)
         run_values = set(run_table.labels.values())
-        table, _ = _with_reviewed(run_table, reviewed_classes(session), present).with_values(present | {0})
+        table, _ = with_reviewed(run_table, reviewed_classes(session.review_dir), present).with_values(present | {0})
         added = sorted(v for v in table.labels.values() if v not in run_values and v != 0)
         result.labels = dict(sorted(table.labels.items(), key=lambda kv: kv[1]))
         result.added = {v: table.name_of(v) for v in added}

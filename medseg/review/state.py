@@ -57,6 +57,36 @@ AUTO_EVENTS = ("opened", "edited", "restored")
 _LEGACY_AUTO_NOTES = ("opened", "edited", "correction found on disk after a restart")
 
 
+def reviewed_classes(review_dir: str | Path) -> LabelTable | None:
+    """The classes reviewers added by name (napari Correction tools > Add class):
+    ``REVIEW_FOLDER/review/labels.json`` (None when there is none or it is unreadable)."""
+    path = Path(review_dir) / "labels.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_labels(path)
+    except InputError:
+        return None
+
+
+def with_reviewed(table: LabelTable, reviewed: LabelTable | None, present: set[int] | None = None) -> LabelTable:
+    """``table`` plus the reviewers' named classes whose values it does not name (with
+    ``present``: only those values); a name ``table`` uses for another value gets ``_<value>``."""
+    if reviewed is None:
+        return table
+    labels, colors = dict(table.labels), dict(table.colors)
+    known = set(labels.values())
+    for name, value in sorted(reviewed.labels.items(), key=lambda kv: kv[1]):
+        if value <= 0 or value in known or (present is not None and value not in present):
+            continue
+        key = name if name not in labels else f"{name}_{value}"
+        labels[key] = value
+        known.add(value)
+        if name in reviewed.colors:
+            colors[key] = reviewed.colors[name]
+    return LabelTable(labels, colors, table.source)
+
+
 def now_iso() -> str:
     """Local time with its UTC offset, to the second (ISO 8601)."""
     return datetime.now().astimezone().isoformat(timespec="seconds")
@@ -249,13 +279,7 @@ class ReviewSession:
         ``class_<v>`` for every other value in the prediction or its saved correction."""
         pred = self.prediction(case)
         table = mask_label_table(pred, self.case(case).mask, self.worklist.table)
-        added = read_labels(self.review_dir / "labels.json") if (self.review_dir / "labels.json").is_file() else None
-        if added is not None:  # classes a reviewer added by name (review/labels.json), after the run's own
-            known = set(table.labels.values())
-            extra = {n: v for n, v in added.labels.items() if v not in known and n not in table.labels}
-            if extra:
-                table = LabelTable({**table.labels, **extra}, {**table.colors, **{n: c for n, c in added.colors.items()
-                                                                                 if n in extra}}, table.source)
+        table = with_reviewed(table, reviewed_classes(self.review_dir))  # classes reviewers added by name
         saved = self._saved.get(case)
         if saved is not None:
             table = table.with_values(label_values(saved))[0]
