@@ -7,6 +7,7 @@
 * :func:`write_dicom_seg` / :func:`read_dicom_seg` -- a mask of a DICOM series as DICOM SEG.
 * :class:`LabelTable`, :func:`read_labels` / :func:`write_labels`, :func:`mask_label_table` --
   class names and colours (``labels.json``) next to masks; :func:`label_values` of a label map.
+* :func:`atomic_path` -- a temporary path next to a file, renamed over it on success (umask modes).
 
 Readers and writers are the only place where LPS (DICOM, ITK) meets medseg's RAS+
 convention (see :mod:`medseg.geometry`).
@@ -44,6 +45,7 @@ __all__ = [
     "DicomSeries",
     "input_format",
     "split_suffix",
+    "atomic_path",
     "is_dicom_file",
     "LabelTable",
     "read_labels",

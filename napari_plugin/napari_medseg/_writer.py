@@ -24,9 +24,7 @@ NIFTI_INTENT_LABEL (1002) and intent name ``medseg labels``.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import numpy as np
 
 from medseg.errors import GeometryError, MedsegWarning, OutputError
 from medseg.geometry import Geometry
-from medseg.io import split_suffix
+from medseg.io import atomic_path, split_suffix
 
 
 def _napari_affine(meta: dict) -> np.ndarray:
@@ -195,19 +193,6 @@ def slicer_header(labels: np.ndarray, table, md: dict | None = None,
     return out
 
 
-def _replace_atomically(out: Path, suffix: str, write) -> None:
-    """``write(tmp)`` to a hidden file next to ``out`` (same suffix), then rename it over ``out``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, out.stat().st_mode & 0o7777)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def mark_as_labels(path: str | Path, labels: np.ndarray, md: dict, meta: dict | None = None) -> None:
     """Mark a label map written by :func:`medseg.io.write_mask_like` so it reopens as labels,
     with the layer's class names and colours where the format holds them (see the module
@@ -219,7 +204,8 @@ def mark_as_labels(path: str | Path, labels: np.ndarray, md: dict, meta: dict | 
 
         img = nib.load(str(out))
         img.header.set_intent(NIFTI_INTENT_LABEL, name=NIFTI_INTENT_NAME)
-        _replace_atomically(out, suffix, lambda tmp: nib.save(img, tmp))
+        with atomic_path(out, suffix) as tmp:
+            nib.save(img, str(tmp))
     elif suffix in (".nrrd", ".seg.nrrd", ".mha"):
         import SimpleITK as sitk
 
@@ -228,7 +214,8 @@ def mark_as_labels(path: str | Path, labels: np.ndarray, md: dict, meta: dict | 
         image = sitk.ReadImage(str(out))
         for key, value in slicer_header(labels, table, md, rgb).items():
             image.SetMetaData(key, value)
-        _replace_atomically(out, suffix, lambda tmp: sitk.WriteImage(image, tmp, useCompression=True))
+        with atomic_path(out, suffix) as tmp:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
 def written_as_labels(path: str | Path) -> bool:
