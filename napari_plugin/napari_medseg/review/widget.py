@@ -257,16 +257,21 @@ class ReviewWidget(QWidget):
         self.message.setToolTip("\n".join(f"{c or 'folder'}: {m}" for c, m in problems))
         return session
 
-    def _problem_rows(self) -> dict[str, str]:
-        """Cases of the folder that cannot be reviewed, with the reasons (one line each)."""
+    def _problems_by_case(self, reviewable: bool) -> dict[str, str]:
+        """The worklist's problems joined per case (one line each): of cases that can still be
+        reviewed (``reviewable``; e.g. a duplicate file) or of cases that cannot (greyed rows)."""
         if self.session is None:
             return {}
         ids = {c.case for c in self.session.cases}
         out: dict[str, list[str]] = {}
         for case, reason in self.session.worklist.problems:
-            if case and case not in ids:
+            if case and (case in ids) == reviewable:
                 out.setdefault(case, []).append(reason)
         return {case: "; ".join(reasons) for case, reasons in out.items()}
+
+    def _problem_rows(self) -> dict[str, str]:
+        """Cases of the folder that cannot be reviewed, with the reasons (one line each)."""
+        return self._problems_by_case(reviewable=False)
 
     def _n_row_problems(self) -> int:
         rows = self._problem_rows()
@@ -274,12 +279,7 @@ class ReviewWidget(QWidget):
 
     def _warnings(self) -> dict[str, str]:
         """Problems reported for cases that can still be reviewed (e.g. a duplicate file)."""
-        ids = {c.case for c in self.session.cases} if self.session else set()
-        out: dict[str, list[str]] = {}
-        for case, reason in (self.session.worklist.problems if self.session else []):
-            if case in ids:
-                out.setdefault(case, []).append(reason)
-        return {case: "; ".join(reasons) for case, reasons in out.items()}
+        return self._problems_by_case(reviewable=True)
 
     def _row_case(self, row: int) -> str | None:
         """The case id of a table row (None for a problem row or no row)."""
