@@ -92,5 +92,20 @@ def _instance_predictor():
     return InstancePredictor
 
 
+def _nnunet_trainer():
+    def refuse(*_args, **_kwargs):
+        raise InputError("task nnunet: medseg predicts with nnU-Net model folders but does not train them; "
+                         "train with nnUNetv2_train, or use a medseg config (task semantic or instance)")
+
+    return refuse
+
+
+def _nnunet_predictor():
+    from medseg.nnunet.predictor import NnunetPredictor
+
+    return NnunetPredictor
+
+
 register_task(Task("semantic", trainer=_unet_trainer, predictor=_unet_predictor))
 register_task(Task("instance", trainer=_instance_trainer, predictor=_instance_predictor, tables=("lesions",)))
+register_task(Task("nnunet", trainer=_nnunet_trainer, predictor=_nnunet_predictor))

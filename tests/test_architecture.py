@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("metrics", {"medseg.metrics", "medseg.report", "medseg.demo_summary"}),
     ("model", {"medseg.model"}),            # what train and predict share: config, network, checkpoint, windows
     ("train, predict", {"medseg.train", "medseg.predict"}),
-    ("instance", {"medseg.instance"}),      # the Mask R-CNN: uses the U-Net's training and prediction machinery
+    ("instance", {"medseg.instance",        # the Mask R-CNN: uses the U-Net's training and prediction machinery
+                  "medseg.nnunet"}),        # nnU-Net model folders served through medseg's prediction machinery
     ("review", {"medseg.review"}),
     ("cli", {"medseg.cli", "medseg.__main__"}),
     ("facade", {"medseg"}),                 # medseg/__init__.py: the public names; registers the model kinds

@@ -32,10 +32,14 @@ def add_parser(sub, parents) -> None:
         "leaves no half-written file; --resume continues.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, DICOM series folders or study folders")
-    p.add_argument("--model", type=Path, required=True, metavar="RUN_DIR", help="run directory written by `medseg train`")
+    p.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
+                   help="run directory written by `medseg train`, or an nnU-Net v2 results folder "
+                        "(TRAINER__PLANS__CONFIGURATION; needs medseg[nnunet])")
     p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="folder for masks and manifest.csv")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default auto)")
-    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8 passes; slower, a bit better for models trained with mirroring)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="mirroring test-time augmentation (8 passes; slower, a bit better for models trained with "
+                        "mirroring). Default: off for medseg runs, on for nnU-Net models (as nnUNetv2_predict)")
     p.add_argument("--overlap", type=_overlap, default=None, metavar="F",
                    help="sliding-window overlap in [0, 1) (default: the run's config, 0.5)")
     p.add_argument("--format", dest="fmt", default="nifti", choices=["nifti", "nrrd", "dicom-seg"],
@@ -47,6 +51,8 @@ def add_parser(sub, parents) -> None:
                    help="redo every case of an existing OUT_DIR, and replace files there that no manifest row "
                         "accounts for (never an input; OUT_DIR inside an input folder is always refused)")
     p.add_argument("--organ-model", type=Path, metavar="RUN_DIR", help="stage-1 (organ) run of a cascade model")
+    p.add_argument("--folds", nargs="+", metavar="F",
+                   help="nnU-Net model folder: the folds to ensemble (e.g. 0 1 2, or all; default: every trained fold)")
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="local (default) or a Ray cluster")
     p.add_argument("--address", help="Ray cluster address (e.g. 10.0.0.5:6379; default: start a local Ray)")
     p.add_argument("--workers", type=int_at_least(1), help="Ray workers (one model each; default: one per GPU, else 2)")
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     s = predict_folder(args.model, args.inputs, args.out, device=args.device, tta=args.tta, overlap=args.overlap,
                        fmt=args.fmt, uncertainty=args.uncertainty, resume=args.resume, overwrite=args.overwrite,
                        engine=args.engine, address=args.address, workers=args.workers, organ_model=args.organ_model,
-                       progress=not args.quiet)
+                       progress=not args.quiet, folds=args.folds)
     total = s.done + s.failed + s.skipped
     print(f"{s.done} done, {s.failed} failed, {s.skipped} skipped of {total} cases in {s.seconds:.1f} s; "
           f"manifest: {s.manifest}")

@@ -29,21 +29,25 @@ from medseg.errors import Cancelled
 class WindowResult:
     """``labels``: (X, Y, Z) uint8 argmax in model space; ``entropy``: (X, Y, Z) float32 in nats
     of the blended softmax, or None; ``windows``: windows evaluated (times TTA flips);
-    ``probabilities``: (C, X, Y, Z) float16 blended softmax in model space, or None."""
+    ``probabilities``: (C, X, Y, Z) float16 blended softmax in model space, or None;
+    ``logits``: (C, X, Y, Z) float16 blended logits (the Gaussian-weighted mean), or None."""
 
     labels: np.ndarray
     entropy: np.ndarray | None
     windows: int
     probabilities: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Evenly spaced starts covering ``size`` with step <= ``patch * (1 - overlap)`` (nnU-Net)."""
+    """Evenly spaced starts covering ``size`` with step <= ``patch * (1 - overlap)``: nnU-Net's
+    ``compute_steps_for_sliding_window`` (its step size is ``1 - overlap``)."""
     if size <= patch:
         return [0]
-    step = max(1, int(patch * (1 - overlap)))
+    step = max(1.0, patch * (1 - overlap))
     n = math.ceil((size - patch) / step) + 1
-    return sorted({int(round(i * (size - patch) / (n - 1))) for i in range(n)})
+    actual = (size - patch) / (n - 1)
+    return sorted({int(np.round(actual * i)) for i in range(n)})
 
 
 def gaussian_map(patch, device, sigma_scale: float = 0.125) -> torch.Tensor:
@@ -53,28 +57,37 @@ def gaussian_map(patch, device, sigma_scale: float = 0.125) -> torch.Tensor:
     return compute_importance_map(tuple(patch), mode="gaussian", sigma_scale=sigma_scale, device=device).float()
 
 
-def tta_flips(enabled: bool) -> list[tuple[int, ...]]:
-    """Mirroring TTA: every subset of the 3 spatial axes (8 passes), or identity only."""
-    if not enabled:
+def tta_flips(enabled: bool | tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Mirroring TTA as flips of the (B, C, X, Y, Z) batch: every subset of the spatial axes
+    (True: all three, 8 passes; a tuple: those spatial axes, 0 = X, as nnU-Net's
+    ``inference_allowed_mirroring_axes``), or identity only (False / empty)."""
+    if enabled is False or enabled is None:
         return [()]
-    axes = (2, 3, 4)
-    return [c for r in range(4) for c in itertools.combinations(axes, r)]
+    axes = (0, 1, 2) if enabled is True else tuple(enabled)
+    dims = tuple(a + 2 for a in axes)
+    return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
 
 
 @torch.no_grad()
 def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_classes: int, *, overlap: float = 0.5,
-                          batch_size: int = 2, device: torch.device | str = "cpu", autocast_dtype=None, tta: bool = False,
-                          entropy: bool = False, probabilities: bool = False, progress=None, cancel=None) -> WindowResult:
+                          batch_size: int = 2, device: torch.device | str = "cpu", autocast_dtype=None,
+                          tta: bool | tuple[int, ...] = False, entropy: bool = False, probabilities: bool = False,
+                          logits: bool = False, importance: torch.Tensor | None = None, progress=None,
+                          cancel=None) -> WindowResult:
     """Labels of ``image`` (C, X, Y, Z) float32 (model space) by Gaussian-blended windows.
 
     Args:
         model: maps (B, C, *patch) float32 to (B, n_classes, *patch) logits.
         patch: window size (px, py, pz); the image is padded (with its minimum) where smaller.
         overlap: fraction in [0, 1) of a window shared with its neighbour along each axis.
-        tta: average the logits over the 8 mirrored versions of each window.
+        tta: average the logits over the mirrored versions of each window (True: all 8; a
+            tuple of spatial axes: the subsets of those, see :func:`tta_flips`).
         entropy: also return the per-voxel entropy (nats) of the softmax of the blended logits.
         probabilities: also return that softmax, float16 (C, X, Y, Z): 2 bytes x C per voxel,
             the only full-volume multi-class array this function ever holds.
+        logits: also return the blended logits themselves, float16 (C, X, Y, Z) (what nnU-Net
+            resamples before its argmax).
+        importance: the window weight map, ``patch``-shaped (default: :func:`gaussian_map`).
         progress: ``progress(done, total)`` after each window batch; cancel: ``threading.Event``.
     Raises:
         Cancelled: when ``cancel`` is set (checked between window batches).
@@ -91,17 +104,18 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
     if any(pads):
         src = F.pad(src[None], [0, pads[2], 0, pads[1], 0, pads[0]], value=float(src.min()))[0]
     sx, sy, sz = (window_starts(s, p, overlap) for s, p in zip(padded, patch))
-    weight = gaussian_map(patch, device)
+    weight = gaussian_map(patch, device) if importance is None else importance.to(device, torch.float32)
     flips = tta_flips(tta)
     xy = [(x, y) for x in sx for y in sy]
     total = len(xy) * len(sz)
     X, Y, Z = padded
     acc = torch.zeros((n_classes, X, Y, patch[2]), device=device)
-    soft = entropy or probabilities
+    soft = entropy or probabilities or logits
     wsum = torch.zeros((X, Y, patch[2]), device=device) if soft else None
     labels = np.zeros((X, Y, Z), np.uint8)
     ent = np.zeros((X, Y, Z), np.float32) if entropy else None
     probs = np.zeros((n_classes, X, Y, Z), np.float16) if probabilities else None
+    blended = np.zeros((n_classes, X, Y, Z), np.float16) if logits else None
     done = 0
     for g, z in enumerate(sz):
         for b in range(0, len(xy), batch_size):
@@ -128,7 +142,10 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
         final = acc[..., :n]
         labels[..., z:nxt] = final.argmax(0).to(torch.uint8).cpu().numpy()
         if soft:
-            p = torch.softmax(final / wsum[..., :n].clamp_min(1e-8), 0)
+            mean = final / wsum[..., :n].clamp_min(1e-8)
+            if blended is not None:
+                blended[..., z:nxt] = mean.to(torch.float16).cpu().numpy()
+            p = torch.softmax(mean, 0) if ent is not None or probs is not None else None
             if ent is not None:
                 ent[..., z:nxt] = (-(p * torch.log(p.clamp_min(1e-12))).sum(0)).cpu().numpy()
             if probs is not None:
@@ -137,4 +154,5 @@ def sliding_window_labels(model: torch.nn.Module, image: np.ndarray, patch, n_cl
         acc = torch.cat([acc[..., n:], torch.zeros((n_classes, X, Y, n), device=device)], -1)
     crop = tuple(slice(0, s) for s in size)
     return WindowResult(labels[crop], None if ent is None else ent[crop], done * len(flips),
-                        None if probs is None else probs[(slice(None), *crop)])
+                        None if probs is None else probs[(slice(None), *crop)],
+                        None if blended is None else blended[(slice(None), *crop)])

@@ -215,10 +215,12 @@ def _model_tables(model) -> tuple[str, ...]:
 
 
 def predict_folder(model: str | Path, inputs: list[str | Path], out: str | Path, *, device: str = "auto",
-                   tta: bool = False, overlap: float | None = None, fmt: str = "nifti", uncertainty: bool = False,
+                   tta: bool | None = None, overlap: float | None = None, fmt: str = "nifti", uncertainty: bool = False,
                    resume: bool = False, overwrite: bool = False, engine: str = "local", address: str | None = None,
-                   workers: int | None = None, organ_model: str | Path | None = None, progress: bool = True) -> BatchSummary:
-    """Segment every case under ``inputs`` with the run ``model``; see the module docstring.
+                   workers: int | None = None, organ_model: str | Path | None = None, progress: bool = True,
+                   folds: list[str] | None = None) -> BatchSummary:
+    """Segment every case under ``inputs`` with the run ``model`` (a medseg run directory or an
+    nnU-Net results folder, whose ``folds`` to ensemble may be given); see the module docstring.
 
     Returns the :class:`BatchSummary`. Raises ``InputError`` for problems with the whole batch
     (bad model folder, no inputs, OUT_DIR already used); per-case problems are rows, not errors.
@@ -231,6 +233,12 @@ def predict_folder(model: str | Path, inputs: list[str | Path], out: str | Path,
     check_out_dir(out_dir, inputs)
     t0 = time.perf_counter()
     options = dict(device=device, tta=tta, overlap=overlap, organ_model=organ_model)
+    if folds:
+        from medseg.predict.registry import run_task
+
+        if run_task(model) != "nnunet":
+            raise InputError(f"--folds: {model} is a medseg run (one model); folds are chosen in nnU-Net model folders")
+        options["folds"] = list(folds)
     pool = None
     if engine == "ray":
         from medseg.predict.ray_engine import RayPool

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from medseg.errors import InputError, short_reason
 from medseg.predict.inputs import CaseInput, safe_resolve
+from medseg.predict.registry import describe_run
 
 IN_FLIGHT = 2  # cases queued per actor: one computing, one waiting (its read overlaps nothing else)
 _START_HINT = ("start one with `ray start --head` (then `ray start --address HEAD:6379` on the other machines), "
@@ -182,29 +183,6 @@ def _import_ray():
     return ray
 
 
-def describe_run(run_dir: Path, organ_model=None) -> tuple[dict[str, int], str, int]:
-    """(labels {name: value}, model id, input channels) of a run, read cheaply on the driver
-    (``organ_model``: the stage-1 run of a cascade, part of the model id)."""
-    from medseg.predict.registry import cascade_model_id, model_id, run_task
-
-    task = run_task(run_dir)
-    ckpt = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
-    if not (run_dir / ckpt).is_file():
-        raise InputError(f"{run_dir} has no best.pt or last.pt; give the --out folder of a finished `medseg train` run")
-    if task == "instance":
-        try:
-            labels = {str(k): int(v) for k, v in json.loads((run_dir / "labels.json").read_text())["classes"].items()}
-        except (OSError, ValueError, KeyError, AttributeError) as e:
-            raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
-        return labels, model_id(run_dir, ckpt), 1
-    from medseg.plans import load_plan
-
-    if not (run_dir / "plan.yaml").is_file():
-        raise InputError(f"{run_dir} is not a medseg run directory (plan.yaml missing); give the --out folder of `medseg train`")
-    plan = load_plan(run_dir / "plan.yaml")
-    return dict(plan.dataset.labels), cascade_model_id(run_dir, ckpt, organ_model), len(plan.dataset.channels)
-
-
 class _CaseWorker:
     """The Ray actor: one loaded model; ``run`` predicts and writes one whole case."""
 
@@ -257,7 +235,7 @@ class RayPool:
                  runtime_env: dict | None = None, in_flight: int = IN_FLIGHT):
         self._ray = ray = _import_ray()
         self.run_dir = Path(run_dir).resolve()
-        self.labels, self.model_id, self.n_channels = describe_run(self.run_dir, options.get("organ_model"))
+        self.labels, self.model_id, self.n_channels = describe_run(self.run_dir, options.get("organ_model"), options.get("folds"))
         self.in_flight = max(1, int(in_flight))
         self._owns_ray = False
         self._actors: list = []

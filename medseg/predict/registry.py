@@ -1,7 +1,8 @@
 """Which predictor serves a run directory: the model kind recorded in ``run.json["task"]``,
 looked up in the task table of :mod:`medseg.model.tasks` (``semantic``: the U-Net
 :class:`~medseg.predict.predictor.Predictor`; ``instance``: the Mask R-CNN
-:class:`~medseg.instance.predictor.InstancePredictor`; both implement
+:class:`~medseg.instance.predictor.InstancePredictor`), or ``nnunet`` for an nnU-Net v2 results
+folder (:class:`~medseg.nnunet.predictor.NnunetPredictor`); all implement
 :class:`~medseg.predict.protocol.PredictorProtocol`)."""
 
 from __future__ import annotations
@@ -10,16 +11,22 @@ import json
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.model.nnunet_folder import find_model_folder
 from medseg.model.tasks import TASKS
 from medseg.predict.protocol import PredictorProtocol
 
 
 def run_task(run_dir: str | Path) -> str:
-    """The task recorded in ``RUN_DIR/run.json`` (runs written before the key existed: semantic)."""
+    """The task recorded in ``RUN_DIR/run.json`` (runs written before the key existed: semantic);
+    ``nnunet`` for an nnU-Net v2 results folder (:mod:`medseg.model.nnunet_folder`)."""
     run_dir = Path(run_dir)
     path = run_dir / "run.json"
     if not path.is_file():
-        raise InputError(f"{run_dir} is not a medseg run directory (no run.json); give the --out folder of `medseg train`")
+        if find_model_folder(run_dir) is not None:
+            return "nnunet"
+        raise InputError(f"{run_dir} is neither a medseg run directory (no run.json) nor an nnU-Net results folder "
+                         "(dataset.json, plans.json, fold_*/); give the --out folder of `medseg train` or a "
+                         "TRAINER__PLANS__CONFIGURATION folder under nnUNet_results")
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -86,3 +93,32 @@ def cascade_model_id(run_dir: str | Path, checkpoint: str, organ_model: str | Pa
             ck = "best.pt" if (ref / "best.pt").is_file() else "last.pt"
             mid += f"+{cascade_model_id(ref, ck, None)}"
     return mid
+
+
+def describe_run(run_dir: str | Path, organ_model=None, folds=None) -> tuple[dict[str, int], str, int]:
+    """(labels {name: value}, model id, input channels) of a run or nnU-Net model folder, read
+    without loading the model (the Ray driver, the napari run check). ``organ_model``: the
+    stage-1 run of a cascade, part of the model id; ``folds``: those of an nnU-Net model folder.
+    Raises InputError for a folder that cannot serve predictions (no weights, no plan)."""
+    run_dir = Path(run_dir)
+    task = run_task(run_dir)
+    if task == "nnunet":
+        from medseg.model.nnunet_folder import open_model_folder
+
+        folder = open_model_folder(run_dir, folds)
+        return dict(folder.labels), folder.model_id, len(folder.channels)
+    ckpt = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
+    if not (run_dir / ckpt).is_file():
+        raise InputError(f"{run_dir} has no best.pt or last.pt; give the --out folder of a finished `medseg train` run")
+    if task == "instance":
+        try:
+            labels = {str(k): int(v) for k, v in json.loads((run_dir / "labels.json").read_text())["classes"].items()}
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
+        return labels, model_id(run_dir, ckpt), 1
+    from medseg.plans import load_plan
+
+    if not (run_dir / "plan.yaml").is_file():
+        raise InputError(f"{run_dir} is not a medseg run directory (plan.yaml missing); give the --out folder of `medseg train`")
+    plan = load_plan(run_dir / "plan.yaml")
+    return dict(plan.dataset.labels), cascade_model_id(run_dir, ckpt, organ_model), len(plan.dataset.channels)

@@ -12,7 +12,6 @@ superior-inferior, :func:`axial_axis`), as in medseg's lesion table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from medseg.volume import Volume
 from napari_medseg.layers import labels_layer_data
 
 #: Kinds of run, by ``run.json["task"]``, as the widget names them.
-TASK_NAMES = {"semantic": "U-Net", "instance": "Mask R-CNN"}
+TASK_NAMES = {"semantic": "U-Net", "instance": "Mask R-CNN", "nnunet": "nnU-Net"}
 #: Lesion decisions shown in the table.
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 
@@ -69,35 +68,27 @@ def volume_from_layer(layer) -> Volume:
 
 
 def check_run_dir(path: str | Path) -> tuple[str, str]:
-    """Check that ``path`` is a medseg run directory; returns ``(task, description)``.
+    """Check that ``path`` is a medseg run directory or an nnU-Net results folder; returns
+    ``(task, description)`` (the model kind and its class names).
 
     Raises:
         InputError: with a message that says what is missing and what to give instead.
     """
-    from medseg.predict import run_task
+    from medseg.predict import describe_run, run_task
 
     text = str(path).strip()
     if not text:
-        raise InputError("choose a run directory (the --out folder of `medseg train`)")
+        raise InputError("choose a run directory (the --out folder of `medseg train`) or an nnU-Net results folder")
     run = Path(text).expanduser()
     if not run.exists():
         raise InputError(f"{run} does not exist; choose the --out folder of `medseg train`")
     if not run.is_dir():
         raise InputError(f"{run} is a file; choose the run folder (the --out folder of `medseg train`)")
     task = run_task(run)
-    if not any((run / name).is_file() for name in ("best.pt", "last.pt")):
-        raise InputError(f"{run} has no weights (best.pt or last.pt); the training has not saved a checkpoint yet")
+    labels, _, _ = describe_run(run)
+    names = [n for n, v in sorted(labels.items(), key=lambda nv: nv[1]) if v]
     desc = TASK_NAMES.get(task, task)
-    labels_path = run / "labels.json"
-    if labels_path.is_file():
-        try:
-            labels = json.loads(labels_path.read_text()).get("labels") or {}
-            names = [n for n, v in sorted(labels.items(), key=lambda nv: nv[1]) if v]
-            if names:
-                desc += ": " + ", ".join(names)
-        except (OSError, ValueError, AttributeError):
-            pass
-    return task, desc
+    return task, desc + (": " + ", ".join(names) if names else "")
 
 
 # ---- results -------------------------------------------------------------------------------

@@ -78,16 +78,16 @@ def test_check_run_dir_messages(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(InputError, match="is a file"):
         check_run_dir(tmp_path / "f.txt")
-    with pytest.raises(InputError, match="not a medseg run directory"):
+    with pytest.raises(InputError, match="neither a medseg run directory .* nor an nnU-Net results folder"):
         check_run_dir(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"task": "detection"}))
     with pytest.raises(InputError, match="unknown task 'detection'"):
         check_run_dir(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"task": "instance"}))
-    with pytest.raises(InputError, match="no weights"):
+    with pytest.raises(InputError, match="no best.pt or last.pt"):
         check_run_dir(tmp_path)
     (tmp_path / "last.pt").write_bytes(b"")
-    (tmp_path / "labels.json").write_text(json.dumps({"labels": {"background": 0, "tumour": 1}}))
+    (tmp_path / "labels.json").write_text(json.dumps({"classes": {"background": 0, "tumour": 1}}))
     assert check_run_dir(tmp_path) == ("instance", "Mask R-CNN: tumour")
 
 
