@@ -4,9 +4,10 @@ The manifest (``napari.yaml``) is the public surface: a reader (NIfTI, NRRD/MHA,
 in RAS+ mm with the full affine), a labels writer (on the exact source grid), the bundled
 chest CT sample, and two dock widgets (review, correction tools).
 
-Plain-Python modules (no Qt): ``layers``, ``correction``, ``review.cases``, ``review.state``,
-``review.export``. Qt lives only in ``review.widget``, ``correction_widget`` and ``app``; medseg
-itself never imports Qt or napari.
+Plain-Python modules (no Qt): ``layers``, ``correction``, ``view``, ``triplanar``,
+``review.cases``, ``review.state``, ``review.export``. Qt lives only in ``review.widget``,
+``correction_widget``, ``segment_widget``, ``triplanar_widget`` and ``app``; medseg itself
+never imports Qt or napari.
 
 The public entry point for scripts is ``open_review(folder, viewer=None, reviewer=None)``: it
 docks the review worklist and the correction tools and returns the review widget, whose

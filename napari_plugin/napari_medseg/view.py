@@ -6,6 +6,10 @@ z (columns): a sagittal-like view with a slider over x. Clinicians expect the st
 radiological axial view: slider over z (inferior -> superior), patient's right on the
 screen's left, anterior at the top. :func:`radiological_axial_view` sets that up.
 
+The three radiological planes (:data:`AXIAL`, :data:`CORONAL`, :data:`SAGITTAL`, as in 3D
+Slicer's slice views) are :class:`Plane` values; :func:`show_plane` sets any of them (the
+tri-planar review shows the other two beside the axial view, see :mod:`napari_medseg.triplanar`).
+
 napari forgets the view whenever the viewer becomes empty (removing the last layer resets the
 dims: order ``(0, 1, 2)``, axis labels ``-3 -2 -1``), so every case, scan or prediction a
 medseg widget shows sets it again (:func:`show_radiological`), and :func:`keep_radiological`
@@ -18,42 +22,93 @@ reader) is added.
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
 #: Labels of napari's world axes (medseg's RAS+ mm): the direction each axis increases to.
 WORLD_AXIS_LABELS = ("x: to Right (mm)", "y: to Anterior (mm)", "z: to Superior (mm)")
-#: The dims order of the radiological axial view: displayed (row, column) = (y, x), slider z.
-RADIOLOGICAL_ORDER = (2, 1, 0)
-#: The camera orientation of the radiological axial view (depth, vertical, horizontal).
-RADIOLOGICAL_ORIENTATION = ("away", "up", "left")
 
 
-def radiological_axial_view(viewer) -> bool:
-    """Axial slices in radiological convention: rows = y with anterior up, columns = x with
-    the patient's right on the screen's left; the slider steps through z. Returns True when
-    the view changed (False: it already was that view, or the viewer is not 3D)."""
-    if viewer.dims.ndim != 3:
-        return False
-    if is_radiological_axial(viewer):
+@dataclass(frozen=True)
+class Plane:
+    """A 2D slice view of napari's world (RAS+ mm, axes ``(x, y, z)``), given as 3D Slicer gives
+    its slice views: the world direction that points to the screen's right and the one that
+    points up, each a signed unit axis such as ``(-1, 0, 0)`` (towards the patient's left).
+
+    The napari settings follow: the dims ``order`` ends with the displayed (row, column) =
+    (``up`` axis, ``right`` axis), so the slider steps through the remaining (normal) axis, and
+    the camera ``orientation`` (depth, vertical, horizontal) makes ``up`` grow upwards and
+    ``right`` grow rightwards. The depth axis follows ``right x up`` (towards the viewer), so the
+    world seen in 3D stays right-handed (not mirrored).
+    """
+
+    name: str
+    right: tuple[int, int, int]
+    up: tuple[int, int, int]
+
+    @property
+    def normal(self) -> tuple[int, int, int]:
+        """``right x up``: the world direction pointing out of the screen, towards the viewer."""
+        return tuple(int(v) for v in np.cross(self.right, self.up))
+
+    @property
+    def normal_axis(self) -> int:
+        """The world axis the slider steps through (0 x, 1 y, 2 z)."""
+        return _axis(self.normal)
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        """napari ``dims.order``: (normal axis, up axis, right axis)."""
+        return self.normal_axis, _axis(self.up), _axis(self.right)
+
+    @property
+    def orientation(self) -> tuple[str, str, str]:
+        """napari camera ``orientation`` (depth, vertical, horizontal) of :attr:`order`."""
+        return ("towards" if sum(self.normal) > 0 else "away", "up" if sum(self.up) > 0 else "down",
+                "right" if sum(self.right) > 0 else "left")
+
+
+def _axis(direction) -> int:
+    """The world axis of a signed unit axis direction such as ``(0, -1, 0)``."""
+    return int(np.flatnonzero(direction)[0])
+
+
+#: Radiological axial: patient's left on the screen's right, anterior up (Slicer's red view).
+AXIAL = Plane("axial", right=(-1, 0, 0), up=(0, 1, 0))
+#: Radiological coronal: patient's left on the screen's right, superior up (Slicer's green view).
+CORONAL = Plane("coronal", right=(-1, 0, 0), up=(0, 0, 1))
+#: Sagittal: anterior on the screen's left (posterior to the right), superior up (Slicer's yellow view).
+SAGITTAL = Plane("sagittal", right=(0, -1, 0), up=(0, 0, 1))
+
+
+def show_plane(viewer, plane: Plane) -> bool:
+    """Show ``plane`` in a 3D ``viewer``: world axis labels, dims order and camera orientation.
+    Returns True when the view changed (False: it already was that view, or the viewer is not 3D)."""
+    if viewer.dims.ndim != 3 or is_plane(viewer, plane):
         return False
     viewer.dims.axis_labels = WORLD_AXIS_LABELS
-    viewer.dims.order = RADIOLOGICAL_ORDER  # displayed (row, column) = (y, x)
-    # y grows upwards, x grows to the left. The depth axis (z) points away from the viewer: with
-    # the displayed order (z, y, x) -- an odd permutation of napari's default -- that keeps the
-    # world right-handed, so the 3D view is not mirrored (it has no effect on 2D slices).
-    camera(viewer).orientation = RADIOLOGICAL_ORIENTATION
+    viewer.dims.order = plane.order
+    camera(viewer).orientation = plane.orientation
     return True
 
 
-def is_radiological_axial(viewer) -> bool:
-    """Whether ``viewer`` shows the radiological axial view (order, axis labels, camera)."""
+def is_plane(viewer, plane: Plane) -> bool:
+    """Whether ``viewer`` shows ``plane`` (dims order, axis labels, camera orientation)."""
     dims = viewer.dims
-    if dims.ndim != 3 or tuple(dims.order) != RADIOLOGICAL_ORDER:
+    if dims.ndim != 3 or tuple(dims.order) != plane.order:
         return False
     if tuple(dims.axis_labels) != WORLD_AXIS_LABELS:
         return False
-    return tuple(str(o) for o in camera(viewer).orientation) == RADIOLOGICAL_ORIENTATION
+    return tuple(str(o) for o in camera(viewer).orientation) == plane.orientation
+
+
+def radiological_axial_view(viewer) -> bool:
+    """Axial slices in radiological convention (:data:`AXIAL`): rows = y with anterior up,
+    columns = x with the patient's right on the screen's left; the slider steps through z.
+    Returns True when the view changed (False: it already was that view, or the viewer is not
+    3D)."""
+    return show_plane(viewer, AXIAL)
 
 
 def show_radiological(viewer, centre_world=None) -> None:
@@ -123,10 +178,10 @@ def layer_spacing(layer) -> tuple[float, float, float]:
 
 
 def go_to_world(viewer, xyz) -> None:
-    """Move the sliders so the slice through the world point ``xyz`` (RAS+ mm) is shown."""
-    for axis in viewer.dims.not_displayed:
-        if axis < len(xyz):
-            viewer.dims.set_point(axis, float(xyz[axis]))
+    """Make the world point ``xyz`` (RAS+ mm) the dims point: the sliders move to the slice
+    through it, and the linked side views of the tri-planar layout slice through it too."""
+    n = min(viewer.dims.ndim, len(xyz))
+    viewer.dims.set_point(range(n), tuple(float(v) for v in xyz[:n]))
 
 
 def axial_array_axis(affine) -> int:

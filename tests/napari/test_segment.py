@@ -84,10 +84,10 @@ def test_check_run_dir_messages(tmp_path):
     with pytest.raises(InputError, match="unknown task 'detection'"):
         check_run_dir(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"task": "instance"}))
-    with pytest.raises(InputError, match="no best.pt or last.pt"):
+    with pytest.raises(InputError, match="no weights"):
         check_run_dir(tmp_path)
     (tmp_path / "last.pt").write_bytes(b"")
-    (tmp_path / "labels.json").write_text(json.dumps({"classes": {"background": 0, "tumour": 1}}))
+    (tmp_path / "labels.json").write_text(json.dumps({"labels": {"background": 0, "tumour": 1}}))
     assert check_run_dir(tmp_path) == ("instance", "Mask R-CNN: tumour")
 
 

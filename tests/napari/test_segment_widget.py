@@ -208,7 +208,7 @@ def test_bad_run_directory_shows_a_clear_message(unet_run, tmp_path, make_napari
     assert w.message.text().startswith("run directory: ") and "does not exist" in w.message.text()
 
     w.run_edit.setText(str(tmp_path))
-    assert "is not a medseg run directory (no run.json)" in w.run_message.text()
+    assert "is neither a medseg run directory (no run.json)" in w.run_message.text()
 
     broken = tmp_path / "broken"                                       # passes the quick check, fails to load
     broken.mkdir()

@@ -5,12 +5,14 @@ automatic saving of corrections (and of the time spent), the uncertainty overlay
 
 Every case opens in the radiological axial view (patient's right on the screen's left,
 anterior up, the slider over z), also when it is opened again; *Reset view* (Shift+R) brings
-that view back. Cases that cannot be reviewed are greyed rows with the reason. Scripts open a
-folder with :func:`napari_medseg.open_review` and a case with :meth:`ReviewWidget.open_case`.
+that view back. *3 views* (Shift+T) docks the coronal and sagittal views under it, linked to it
+(:mod:`napari_medseg.triplanar_widget`). Cases that cannot be reviewed are greyed rows with the
+reason. Scripts open a folder with :func:`napari_medseg.open_review` and a case with
+:meth:`ReviewWidget.open_case`.
 
 Keyboard (when the viewer has focus): Shift+N next case, Shift+P previous case,
 Shift+A accept (approved / corrected), Shift+F flag, Shift+R reset the view, Shift+U the most
-uncertain slice (napari binds none of these by default).
+uncertain slice, Shift+T one view / three views (napari binds none of these by default).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from medseg.errors import MedsegError
 from medseg.volume import Volume
 from napari_medseg.layers import image_layer_data, labels_layer_data, table_colors, uncertainty_layer_data
 from napari_medseg.review.state import LoadedCase, ReviewSession
+from napari_medseg.triplanar_widget import TriPlanarWidget, open_views
 from napari_medseg.view import (
     go_to_world,
     keep_radiological,
@@ -63,7 +66,7 @@ STRETCH_COLUMNS = ("case", "note")
 PROBLEM_STATUS = "problem"
 PROBLEM_COLOR = QColor(128, 128, 128)
 KEYS = {"Shift-N": "next_case", "Shift-P": "previous_case", "Shift-A": "accept", "Shift-F": "flag",
-        "Shift-R": "reset_view", "Shift-U": "go_to_most_uncertain"}
+        "Shift-R": "reset_view", "Shift-U": "go_to_most_uncertain", "Shift-T": "toggle_views"}
 UNCERTAINTY_COLORMAPS = ("inferno", "magma", "viridis", "plasma")
 
 
@@ -101,6 +104,7 @@ class ReviewWidget(QWidget):
         self.image_layer = None
         self.labels_layer = None
         self.uncertainty_layer = None
+        self.views: TriPlanarWidget | None = None  # the coronal and sagittal views, when shown
         self._requested: str | None = None
         self._jump_after_load: str | None = None
         self._snapshot: np.ndarray | None = None
@@ -152,6 +156,10 @@ class ReviewWidget(QWidget):
         self.export_button.clicked.connect(self._export_dialog)
         self.reset_button = self._button("Reset view", self.reset_view,
                                          "Shift+R: radiological axial view (patient's right on the left, anterior up)")
+        self.views_button = QPushButton("3 views", checkable=True)
+        self.views_button.setToolTip("Shift+T: the axial view alone, or with the coronal and sagittal views "
+                                     "(linked: a click or Shift+mouse move in one moves the others)")
+        self.views_button.toggled.connect(self.show_views)
         self._build_uncertainty()
 
         top = QHBoxLayout()
@@ -164,6 +172,7 @@ class ReviewWidget(QWidget):
         for text, slot, tip in (("◀ Previous", self.previous_case, "Shift+P"), ("Next ▶", self.next_case, "Shift+N")):
             nav.addWidget(self._button(text, slot, tip))
         nav.addWidget(self.reset_button)
+        nav.addWidget(self.views_button)
         status = QHBoxLayout()
         for text, slot, tip in (("Accept", self.accept, "Shift+A: approved, or corrected if edited"),
                                 ("Flag", self.flag, "Shift+F: needs a second look"),
@@ -460,6 +469,34 @@ class ReviewWidget(QWidget):
         if self.loaded is not None and self.labels_layer is not None and self.labels_layer in self.viewer.layers:
             self._centre_on_mask()
 
+    def show_views(self, three: bool) -> None:
+        """The layout: the axial view alone (``three`` False) or with the coronal and sagittal
+        views docked under it, linked to it (see :mod:`napari_medseg.triplanar`)."""
+        if three and self.views is None:
+            self.views = open_views(self.viewer)
+            self.views.closed.connect(self._views_closed)
+        elif not three and self.views is not None:
+            views, self.views = self.views, None
+            views.close_views()
+        self._check_views_button(three)
+
+    def toggle_views(self) -> None:
+        """One view <-> three views (Shift+T)."""
+        self.show_views(self.views is None)
+
+    def _views_closed(self) -> None:
+        """The side views were closed (here, or with the dock's close button)."""
+        self.views = None
+        self._check_views_button(False)
+
+    def _check_views_button(self, checked: bool) -> None:
+        try:
+            self.views_button.blockSignals(True)
+            self.views_button.setChecked(checked)
+            self.views_button.blockSignals(False)
+        except RuntimeError:  # the widget was already destroyed (napari closing)
+            pass
+
     def _style_uncertainty(self, *_args) -> None:
         """Apply the overlay controls (shown, colour map, opacity) to the uncertainty layer."""
         layer = self.uncertainty_layer
@@ -617,8 +654,10 @@ class ReviewWidget(QWidget):
         super().closeEvent(event)
 
     def close_session(self) -> None:
-        """Save everything and release the key bindings (when napari closes; safe to repeat)."""
+        """Save everything, close the side views and release the key bindings (when napari
+        closes; safe to repeat)."""
         self.leave_case()
+        self.show_views(False)
         if not self._closed:
             self._closed = True
             for key in KEYS:
