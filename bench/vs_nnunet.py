@@ -161,7 +161,7 @@ def same_model(work: Path, model: Path, args) -> dict:
         _log(f"same model: {name} on {args.speed_cases} cases")
         res[name] = measured(cmd, env)
         _log(f"  {name}: {res[name][0]:.1f} s, peak {res[name][1]:.0f} MiB")
-    agree, n = [], 0
+    agree, n, same_fg, fg = [], 0, 0, 0
     for p in sorted(inp.glob("*_0000.nii.gz")):
         case = p.name[:-len("_0000.nii.gz")]
         a = np.asarray(nib.load(work / "speed_nnunet" / f"{case}.nii.gz").dataobj)
@@ -171,10 +171,13 @@ def same_model(work: Path, model: Path, args) -> dict:
         b = np.asarray(nib.load(mine).dataobj)
         agree.append(float((a == b).mean()))
         n += a.size
+        same_fg += int(((a == b) & (a > 0)).sum())
+        fg += int((a > 0).sum() + (b > 0).sum())
     return {"cases": args.speed_cases, "nnunet_s": res["nnunet"][0], "medseg_s": res["medseg"][0],
             "nnunet_mib": res["nnunet"][1], "medseg_mib": res["medseg"][1],
             "speedup": res["nnunet"][0] / res["medseg"][0], "ram_ratio": res["medseg"][1] / res["nnunet"][1],
-            "agreement_min": min(agree), "agreement_mean": float(np.mean(agree)), "voxels": n}
+            "agreement_min": min(agree), "agreement_mean": float(np.mean(agree)), "voxels": n,
+            "foreground_dice": 2 * same_fg / fg if fg else float("nan"), "foreground_voxels": fg // 2}
 
 
 def score(work: Path, model: Path, name: str) -> dict:
@@ -217,7 +220,8 @@ def main() -> None:
     print(f"  nnUNetv2_predict: {sm['nnunet_s']:.1f} s, peak RAM {sm['nnunet_mib']:.0f} MiB")
     print(f"  medseg predict:   {sm['medseg_s']:.1f} s, peak RAM {sm['medseg_mib']:.0f} MiB")
     print(f"  speed-up {sm['speedup']:.2f}x (goal >= 1.5x), RAM ratio {sm['ram_ratio']:.2f} (goal <= 0.5), "
-          f"identical voxels {100 * sm['agreement_mean']:.3f} % (worst case {100 * sm['agreement_min']:.3f} %, goal >= 99.9 %)")
+          f"identical voxels {100 * sm['agreement_mean']:.3f} % (worst case {100 * sm['agreement_min']:.3f} %, goal >= 99.9 %); "
+          f"foreground: Dice {sm['foreground_dice']:.4f} between the two masks over ~{sm['foreground_voxels']} voxels")
     print(f"\nSame data, {args.minutes:g} min of training each ({args.train_cases} training / {args.test_cases} "
           "held-out phantoms), medseg evaluate:")
     print("  (mean over the held-out cases; a class absent from a case's reference and from its prediction "

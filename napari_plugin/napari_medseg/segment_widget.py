@@ -92,6 +92,7 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.load_predictor = _load_predictor
+        self._run_task: str | None = None  # the kind of the last valid run directory
         self.worker = None
         self.result_layer = None
         self.lesions: LesionReview | None = None
@@ -204,6 +205,9 @@ class SegmentWidget(QWidget):
         self.run_message.setText(desc)
         self.run_message.setStyleSheet("")
         self.tta.setEnabled(task != "instance")  # Mask R-CNN runs have no test-time augmentation
+        if task != self._run_task:  # nnU-Net models mirror by default, as nnUNetv2_predict does
+            self.tta.setChecked(task == "nnunet")
+            self._run_task = task
         return task
 
     # ---- running ------------------------------------------------------------------------------

@@ -173,3 +173,26 @@ def test_folders_that_are_not_models_get_one_clear_error(model, cases, tmp_path,
         load_predictor(unfinished, device="cpu")
     # a dataset folder with one model folder is accepted and names it
     assert load_predictor(model.parent, device="cpu").run_dir == model
+
+
+@pytest.mark.slow
+def test_uncertainty_map_lies_on_the_source_grid_and_peaks_at_boundaries(model, cases):
+    from scipy import ndimage
+
+    from medseg.nnunet.predictor import NnunetPredictor
+    from medseg.predict import describe_run
+
+    pred = NnunetPredictor.from_run(model, device="cpu", tta=False)
+    assert describe_run(model) == (pred.labels, pred.model_id, 1)
+    vol = read_volume(sorted((cases / "imagesTr").glob("*_0000.nii.gz"))[0])
+    seen = []
+    res = pred.predict([vol], uncertainty=True, progress=lambda d, t: seen.append((d, t)))
+    u = res.uncertainty
+    assert u.shape == vol.shape and np.array_equal(u.affine, vol.affine)
+    assert u.array.min() >= 0 and u.array.max() <= np.log(5) + 1e-3
+    assert 0 <= res.uncertainty_score <= 1
+    assert seen and seen[-1][0] == seen[-1][1]
+    fg = res.mask.array > 0
+    edge = fg & ~ndimage.binary_erosion(fg)
+    inner = ndimage.binary_erosion(fg, iterations=3)
+    assert inner.any() and u.array[edge].mean() > 1.3 * u.array[inner].mean()  # measured 1.6x
