@@ -42,7 +42,7 @@ def _throwaway_run(work: Path) -> Path:
     from medseg.data.layout import load_dataset
     from medseg.data.phantoms import write_phantom_dataset
     from medseg.data.plan import make_plan, save_plan
-    from medseg.train.config import TrainConfig
+    from medseg.model.config import TrainConfig
     from medseg.train.trainer import train
 
     ds = write_phantom_dataset(work / "ds", cases=3, seed=0, size="small")
@@ -67,7 +67,7 @@ def _time(fn, repeat: int = 1):
 def compare_windows(predictor, shape, device) -> dict:
     from monai.inferers import sliding_window_inference
 
-    from medseg.predict.sliding import sliding_window_labels
+    from medseg.model.sliding import sliding_window_labels
 
     net, patch = predictor.model, tuple(predictor.plan.training.patch_size)
     n_cls = max(predictor.labels.values()) + 1

@@ -7,7 +7,7 @@ thread setting the script runs, in a fresh process (OpenMP reads its environment
 
 * train: DynUNet (16..128 filters, 4 stages) on random (2, 1, 48, 48, 32) patches, forward +
   Dice-CE-like loss + backward + SGD step; iterations per second after a warm-up;
-* predict: :func:`medseg.predict.sliding.sliding_window_labels` on a (1, 96, 96, 64) volume
+* predict: :func:`medseg.model.sliding.sliding_window_labels` on a (1, 96, 96, 64) volume
   with 48 x 48 x 32 windows, overlap 0.5; volumes per second.
 
 It prints it/s idle, with neighbours, and the ratio idle / busy (goal on 2 cores: <= 2.5 with
@@ -49,8 +49,8 @@ def _worker(task: str, seconds: float) -> dict:
     import torch
 
     from medseg.data.plan import DatasetInfo, Network, Normalization, Plan, Preprocessing, Training
-    from medseg.train.components import build_network
-    from medseg.train.config import TrainConfig
+    from medseg.model.network import build_network
+    from medseg.model.config import TrainConfig
 
     plan = Plan(medseg_plan=1, dataset=DatasetInfo("bench", {"background": 0, "a": 1, "b": 2}, {0: "CT"}),
                 preprocessing=Preprocessing((1.0, 1.0, 1.0), [Normalization(0, "ct", (-200.0, 300.0), 50.0, 100.0)]),
@@ -73,7 +73,7 @@ def _worker(task: str, seconds: float) -> dict:
     else:
         import numpy as np
 
-        from medseg.predict.sliding import sliding_window_labels
+        from medseg.model.sliding import sliding_window_labels
 
         net.eval()
         vol = np.random.default_rng(0).normal(size=(1, 96, 96, 64)).astype(np.float32)

@@ -85,7 +85,7 @@ def main() -> None:
     from medseg.data.layout import load_dataset
     from medseg.data.phantoms import write_phantom_dataset
     from medseg.data.plan import make_plan, save_plan
-    from medseg.train.config import load_config
+    from medseg.model.config import load_config
     from medseg.train.trainer import train
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

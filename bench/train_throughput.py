@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def baseline_rate(spec, plan, iterations: int, device: torch.device) -> float:
     from loading import monai_loader  # bench/loading.py: the MONAI pipeline
 
-    from medseg.train.components import build_loss, build_network, build_optimizer
-    from medseg.train.config import TrainConfig
+    from medseg.model.network import build_network
+    from medseg.train.components import build_loss, build_optimizer
+    from medseg.model.config import TrainConfig
 
     cfg = TrainConfig()
     n_out = max(plan.dataset.labels.values()) + 1
@@ -67,7 +68,7 @@ def baseline_rate(spec, plan, iterations: int, device: torch.device) -> float:
 
 
 def medseg_rate(root: Path, plan_path: Path, plan, iterations: int, work: Path, device: torch.device) -> float:
-    from medseg.train.config import TrainConfig
+    from medseg.model.config import TrainConfig
     from medseg.train.trainer import train
 
     cfg = TrainConfig(epochs=2, iterations_per_epoch=iterations, val_every=1000, num_workers=2,

@@ -11,7 +11,6 @@ import torch
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 
 from medseg.model.config import TrainConfig, resolve_class_weights
-from medseg.model.network import build_network  # noqa: F401 -- moved to medseg.model.network; bench/ imports it here
 from medseg.plans import Plan
 
 
