@@ -18,7 +18,9 @@ the mask comes back the same way, on the input's own grid and affine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import time
 
 import numpy as np
@@ -133,9 +135,11 @@ class NnunetPredictor(PredictorProtocol):
                              f"{cfg['previous_stage']} prediction); run a 3d_fullres or 2d model folder")
         dev = resolve_device(device)
         amp = _autocast(precision, dev)
-        nn = _import_nnunet()(tile_step_size=1 - (0.5 if overlap is None else overlap), use_mirroring=tta is not False,
-                              device=dev, perform_everything_on_device=dev.type == "cuda", verbose=False,
-                              verbose_preprocessing=False, allow_tqdm=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a note about CPU devices on every start
+            nn = _import_nnunet()(tile_step_size=1 - (0.5 if overlap is None else overlap),
+                                  use_mirroring=tta is not False, device=dev,
+                                  perform_everything_on_device=dev.type == "cuda", verbose=False,
+                                  verbose_preprocessing=False, allow_tqdm=False)
         try:
             nn.initialize_from_trained_model_folder(str(folder.path), list(folder.folds), checkpoint)
         except Exception as e:  # noqa: BLE001 -- a custom trainer or a corrupt checkpoint: say which
