@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
-	@echo "==> setting up $(VENV) (first time: about 2 minutes, mostly PyTorch)"
+	@echo "==> setting up $(VENV) (first time: about 3 minutes, mostly PyTorch)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip $(PIPQ)
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]" -e "napari_plugin[testing]" $(PIPQ)
