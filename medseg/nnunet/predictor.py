@@ -88,9 +88,10 @@ class NnunetPredictor(PredictorProtocol):
     model folder), ``n_channels``, ``folds``, ``mirror_axes`` (None: no mirroring), ``overlap``.
     """
 
-    def __init__(self, folder: ModelFolder, nn, model: _Ensemble, device: torch.device, mirror_axes,
-                 overlap: float, batch_size: int, autocast_dtype=None):
-        self.folder, self.nn, self.model, self.device = folder, nn, model, device
+    def __init__(self, folder: ModelFolder, plans_manager, configuration, model: _Ensemble, device: torch.device,
+                 mirror_axes, overlap: float, batch_size: int, autocast_dtype=None):
+        self.folder, self.model, self.device = folder, model, device
+        self.plans_manager, self.configuration = plans_manager, configuration
         self.run_dir = folder.path
         self.labels = dict(folder.labels)
         self.n_channels = len(folder.channels)
@@ -98,7 +99,6 @@ class NnunetPredictor(PredictorProtocol):
         self.mirror_axes, self.overlap, self.batch_size = mirror_axes, overlap, batch_size
         self.autocast_dtype = autocast_dtype
         self.model_id = folder.model_id
-        self.plans_manager, self.configuration = nn.plans_manager, nn.configuration_manager
         self.patch = tuple(int(p) for p in self.configuration.patch_size)
 
     @classmethod
@@ -147,18 +147,17 @@ class NnunetPredictor(PredictorProtocol):
                              "trainer class is importable and the checkpoints are complete") from e
         if nn.label_manager.has_regions:
             raise InputError(f"{folder.path}: a region-based model; predict it with nnUNetv2_predict")
-        networks = []
-        for params in nn.list_of_parameters:
-            net = copy.deepcopy(nn.network)
-            net.load_state_dict(params)
-            networks.append(net.to(dev).eval())
-        nn.list_of_parameters = []  # the weights live in the networks now
+        networks = [nn.network]  # loaded with the first fold's weights
+        for params in nn.list_of_parameters[1:]:
+            networks.append(copy.deepcopy(nn.network))
+            networks[-1].load_state_dict(params)
+        networks = [net.to(dev).eval() for net in networks]
         two_d = len(nn.configuration_manager.patch_size) == 2
         axes = nn.allowed_mirroring_axes if tta is not False else None
         if axes is not None and two_d:
             axes = tuple(a + 1 for a in axes)  # 2D axes (y, x) are the windows' axes 1, 2
-        return cls(folder, nn, _Ensemble(networks, two_d), dev, None if axes is None else tuple(axes),
-                   0.5 if overlap is None else overlap, batch_size or 2, amp)
+        return cls(folder, nn.plans_manager, nn.configuration_manager, _Ensemble(networks, two_d), dev,
+                   None if axes is None else tuple(axes), 0.5 if overlap is None else overlap, batch_size or 2, amp)
 
     def __call__(self, volume: Volume | list[Volume]) -> Volume:
         """The mask Volume (class values) of one scan, on its exact grid."""
