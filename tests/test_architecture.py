@@ -32,12 +32,13 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("plans", {"medseg.plans"}),            # the plan file: schema + YAML (derived in medseg.data.plan)
     ("preprocess", {"medseg.preprocess"}),
     ("data", {"medseg.data"}),
-    ("metrics", {"medseg.metrics", "medseg.report", "medseg.demo_summary"}),
+    ("metrics", {"medseg.metrics", "medseg.overlay", "medseg.demo_summary"}),
     ("model", {"medseg.model"}),            # what train and predict share: config, network, checkpoint, windows
     ("train, predict", {"medseg.train", "medseg.predict"}),
     ("instance", {"medseg.instance",        # the Mask R-CNN: uses the U-Net's training and prediction machinery
                   "medseg.nnunet"}),        # nnU-Net model folders served through medseg's prediction machinery
-    ("review", {"medseg.review"}),
+    ("report, review", {"medseg.report",   # build_report: a batch's folder -> pictures, metrics, lesion tables
+                        "medseg.review"}),
     ("cli", {"medseg.cli", "medseg.__main__"}),
     ("facade", {"medseg"}),                 # medseg/__init__.py: the public names; registers the model kinds
 ]

@@ -1,8 +1,10 @@
 """Overlay pictures: radiological orientation whatever the storage, and the report command."""
 
+from pathlib import Path
+
 import numpy as np
 
-from medseg.report import axial, overlay_png, representative_slice, _ras
+from medseg.overlay import axial, overlay_png, representative_slice, _ras
 from medseg.volume import Volume
 
 
@@ -59,3 +61,79 @@ def test_report_command_writes_overlays_metrics_and_curve(tmp_path, cli):
     assert "overlays/c1.png" in text and "0.750" in text
     r = cli("report", tmp_path / "pred", "--out", tmp_path / "rep")
     assert r.returncode == 2 and "--overwrite" in r.stderr
+
+
+def test_build_report_library_call_matches_the_reference_dice(tmp_path):
+    """medseg.report.build_report is the library function behind `medseg report`: same folder,
+    the metrics table (Dice 0.75 by hand: 2*30 / (30 + 50)), progress through the callback."""
+    from contextlib import contextmanager
+
+    import nibabel as nib
+
+    from medseg.predict.manifest import Manifest
+    from medseg.report import build_report
+
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    img = np.random.default_rng(2).normal(size=(10, 9, 6)).astype(np.float32)
+    ref = np.zeros((10, 9, 6), np.uint8)
+    ref[2:7, 2:7, 2:4] = 1
+    pred = ref.copy()
+    pred[2:7, 2:4, 2:4] = 0
+    for d in ("pred", "ref"):
+        (tmp_path / d).mkdir()
+    nib.save(nib.Nifti1Image(img, aff), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(pred, aff), tmp_path / "pred" / "c1.nii.gz")
+    nib.save(nib.Nifti1Image(ref, aff), tmp_path / "ref" / "c1.nii.gz")
+    m = Manifest(tmp_path / "pred" / "manifest.csv", ["organ"])
+    m.set({"case": "c1", "input": str(tmp_path / "img.nii.gz"), "output": "c1.nii.gz", "status": "done",
+           "volume_ml_organ": 0.06})
+    m.set({"case": "c2", "input": str(tmp_path / "missing.nii.gz"), "output": "", "status": "failed",
+           "error": "unreadable"})
+    m.save()
+    seen = []
+
+    @contextmanager
+    def progress(what, total):
+        seen.append((what, total))
+        yield seen.append
+
+    rep = build_report(tmp_path / "pred", tmp_path / "rep", ref=tmp_path / "ref", progress=progress)
+    assert rep.path == tmp_path / "rep" / "report.md" and rep.path.is_file()
+    assert rep.cases == 1 and rep.cases_drawn == 1  # the failed case is not drawn
+    assert seen == [("overlays", 1), "c1"]
+    assert any("0.750" in line for line in rep.metrics_table)
+    assert "organ 0.1 ml" in rep.path.read_text()
+
+
+def test_read_manifest_typed_records(tmp_path):
+    """The one manifest reader: the input column parsed once (channels ';', DICOM '#uid'),
+    numbers typed, NaN and empty as None; a damaged file is one InputError."""
+    import pytest
+
+    from medseg.errors import InputError
+    from medseg.predict.manifest import Manifest, parse_input, read_manifest
+
+    assert parse_input("/a/x_0000.nii.gz;/a/x_0001.nii.gz") == ([Path("/a/x_0000.nii.gz"), Path("/a/x_0001.nii.gz")], None)
+    assert parse_input("/s/ct#1.2.840.1") == ([Path("/s/ct")], "1.2.840.1")
+    assert parse_input("") == ([], None)
+    m = Manifest(tmp_path / "manifest.csv", ["liver", "tumour"])
+    m.set({"case": "a/b", "input": "/s/ct#1.2.3", "output": "a/b.nii.gz", "status": "Done", "seconds": "2.5",
+           "model_id": "run-abc", "uncertainty": "nan", "volume_ml_liver": "1500.5", "volume_ml_tumour": ""})
+    m.set({"case": "c", "input": "/x/c_0000.nii.gz;/x/c_0001.nii.gz", "output": "", "status": "failed",
+           "error": "boom", "extra": "kept"})
+    m.save()
+    a, c = read_manifest(tmp_path)  # the folder or the file
+    assert (a.case, a.inputs, a.series_uid, a.output, a.status) == ("a/b", [Path("/s/ct")], "1.2.3", "a/b.nii.gz", "done")
+    assert a.seconds == 2.5 and a.model_id == "run-abc" and a.uncertainty is None
+    assert a.volumes_ml == {"liver": 1500.5} and a.ok and a.image == Path("/s/ct")
+    assert c.inputs == [Path("/x/c_0000.nii.gz"), Path("/x/c_0001.nii.gz")] and c.series_uid is None
+    assert not c.ok and c.error == "boom" and c.output is None and c.row["extra"] == "kept"
+    with pytest.raises(InputError, match="has no manifest.csv"):
+        read_manifest(tmp_path / "nowhere")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.csv").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InputError, match="not a readable manifest"):
+        read_manifest(tmp_path / "bad")
+    (tmp_path / "bad" / "manifest.csv").write_text("case,foo\nx,1\n")
+    with pytest.raises(InputError, match="lacks the columns 'input' and 'output'"):
+        read_manifest(tmp_path / "bad")

@@ -96,7 +96,7 @@ def instance_overlay_png(image, instances, path: Path, *, reference=None, rows: 
                          title: str = "", window: tuple[float, float] = (-160.0, 240.0)) -> Path:
     """image | reference (if any, its foreground in one colour) | instance map with one colour per
     lesion and a legend ``lesion <id>: <class>, <diameter> mm``, at the axial slice with the most
-    lesion voxels (radiological view, as :func:`medseg.report.overlay_png`).
+    lesion voxels (radiological view, as :func:`medseg.overlay.overlay_png`).
 
     Args:
         image, instances: Volumes on one grid (``instances``: 0 background, lesion ids 1..N).
@@ -110,7 +110,7 @@ def instance_overlay_png(image, instances, path: Path, *, reference=None, rows: 
     import numpy as np
     from matplotlib.patches import Patch
 
-    from medseg.report import COLOURS, _ras, _rgba, axial, representative_slice
+    from medseg.overlay import COLOURS, _ras, _rgba, axial, representative_slice
 
     img, sp = _ras(image)
     ids, _ = _ras(instances)
@@ -158,7 +158,7 @@ class InstanceReport:
         self.pred_dir = Path(pred_dir)
 
     def overlay(self, image, prediction, path, *, reference=None, title: str = "", **ignored) -> Path:
-        """Same call as :func:`medseg.report.overlay_png` (``labels``, ``colors`` unused: lesions are numbered)."""
+        """Same call as :func:`medseg.overlay.overlay_png` (``labels``, ``colors`` unused: lesions are numbered)."""
         case = title
         return instance_overlay_png(image, prediction, path, reference=reference,
                                     rows=read_lesion_table(self.pred_dir, case), title=title)

@@ -21,7 +21,6 @@ names) or ``DIR/dataset.json`` when there is one (:func:`medseg.io.labels.read_l
 
 from __future__ import annotations
 
-import csv
 import re
 from itertools import islice
 from dataclasses import dataclass, field
@@ -129,48 +128,32 @@ def uncertainty_map_path(mask: Path) -> Path | None:
     return path if path.is_file() and path != mask else None
 
 
-def _float(text: str | None) -> float | None:
-    try:
-        value = float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
-    return value if value is None or value == value else None  # NaN -> None
-
-
 def _from_manifest(wl: Worklist, manifest: Path) -> None:
-    try:
-        with open(manifest, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"{manifest} cannot be read ({e}); fix or remove it") from e
-    if rows and not {"input", "output"} <= set(rows[0]):
-        raise InputError(f"{manifest} lacks the columns 'input' and 'output' (has {', '.join(rows[0])})")
+    from medseg.predict.manifest import read_manifest
+
     seen: set[str] = set()
-    for row in rows:
-        out_name = (row.get("output") or "").strip()
+    for rec in read_manifest(manifest):
         # the manifest's case key ("a/b" for a series in a study tree) keeps nested outputs apart;
         # flattened ("a__b") because it also names files (corrected/, the nnU-Net export)
-        case = (row.get("case") or "").strip().replace("/", "__") or split_suffix(out_name or (row.get("input") or "").rstrip("/"))[0]
-        status = (row.get("status") or "").strip().lower()
-        mask = _resolve(wl.folder, out_name)
-        if status not in OK_STATUSES and mask is None:
-            wl.problems.append((case, f"prediction {status}: {row.get('error') or 'no reason given'}"))
+        first = str(rec.image) if rec.image is not None else ""
+        case = rec.case.replace("/", "__") or split_suffix(rec.output or first.rstrip("/"))[0]
+        mask = _resolve(wl.folder, rec.output or "")
+        if rec.status not in OK_STATUSES and mask is None:
+            wl.problems.append((case, f"prediction {rec.status}: {rec.error or 'no reason given'}"))
             continue
         if mask is None:
-            wl.problems.append((case, f"mask {out_name or '(none)'} listed in manifest.csv was not found"))
+            wl.problems.append((case, f"mask {rec.output or '(none)'} listed in manifest.csv was not found"))
             continue
-        # `medseg predict` writes channels as "a;b" and DICOM series as "folder#SeriesInstanceUID"
-        image_text, _, series_uid = (row.get("input") or "").strip().split(";")[0].partition("#")
-        image = _resolve(wl.folder, image_text)
+        image = _resolve(wl.folder, first)
         if image is None:
-            wl.problems.append((case, f"image {row.get('input')!r} listed in manifest.csv was not found"))
+            wl.problems.append((case, f"image {rec.row.get('input')!r} listed in manifest.csv was not found"))
             continue
         if case in seen:
             wl.problems.append((case, "listed twice in manifest.csv; using the first row"))
             continue
         seen.add(case)
-        wl.cases.append(ReviewCase(case, mask, image, _float(row.get("uncertainty")), row.get("model_id") or None,
-                                   series_uid or None, uncertainty_map_path(mask)))
+        wl.cases.append(ReviewCase(case, mask, image, rec.uncertainty, rec.model_id, rec.series_uid,
+                                   uncertainty_map_path(mask)))
 
 
 def _folder_labels(wl: Worklist) -> None:

@@ -23,7 +23,6 @@ so an interrupted export leaves no half dataset. OUT must not exist (or be an em
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -32,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medseg.data.nnunet_writer import dataset_meta, write_case, write_dataset_json
 from medseg.errors import MedsegError, OutputError
-from medseg.io import read_volume, write_mask_like, write_volume
+from medseg.io import read_volume
 from medseg.io.labels import LabelTable, label_values, write_labels
 from medseg.review.state import reviewed_classes, with_reviewed
 
@@ -130,8 +130,7 @@ def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequen
             if not pred.same_grid(image):
                 result.skipped.append((c.case, "the mask is not on the image grid; resample it first"))
                 continue
-            write_volume(image, tmp / "imagesTr" / f"{c.case}_0000.nii.gz")
-            write_mask_like(labels, image, tmp / "labelsTr" / f"{c.case}.nii.gz")
+            write_case(tmp, c.case, [image], labels, overwrite=False)
             present |= set(label_values(labels))
             channel = channel or ("CT" if _is_ct(image) else "image")
             result.cases.append(c.case)
@@ -143,21 +142,14 @@ def export_nnunet(session: "ReviewSession", out: str | Path, *, statuses: Sequen
         added = sorted(v for v in table.labels.values() if v not in run_values and v != 0)
         result.labels = dict(sorted(table.labels.items(), key=lambda kv: kv[1]))
         result.added = {v: table.name_of(v) for v in added}
-        dataset = {
-            "name": name or out.name,
-            "description": f"Masks reviewed with medseg review in {session.folder.resolve()}",
-            "channel_names": {"0": channel},
-            "labels": result.labels,
-            "numTraining": len(result.cases),
-            "file_ending": ".nii.gz",
-            "medseg_review": {c: {"status": session.state(c).status, "reviewer": session.state(c).reviewer}
-                              for c in result.cases},
-        }
-        if result.added:
-            dataset["medseg_added_classes"] = {str(v): n for v, n in result.added.items()}
-        if table.source:
-            dataset["medseg_labels_source"] = table.source
-        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2), encoding="utf-8")
+        dataset = dataset_meta(
+            name or out.name, {"0": channel}, result.labels, len(result.cases),
+            description=f"Masks reviewed with medseg review in {session.folder.resolve()}",
+            medseg_review={c: {"status": session.state(c).status, "reviewer": session.state(c).reviewer}
+                           for c in result.cases},
+            medseg_added_classes={str(v): n for v, n in result.added.items()} if result.added else None,
+            medseg_labels_source=table.source or None)
+        write_dataset_json(tmp, dataset)
         write_labels(tmp, table)  # the class colours, for viewers
         _check_out(out)
         if out.exists():

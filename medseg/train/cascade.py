@@ -15,9 +15,9 @@ from pathlib import Path
 
 from medseg.data.cache import cache_root
 from medseg.data.layout import DatasetSpec, load_dataset
+from medseg.data.nnunet_writer import dataset_meta, write_case, write_dataset_json
 from medseg.errors import InputError, warn
-from medseg.io import read_volume, write_mask_like, write_volume
-from medseg.io.atomic import write_text_atomic
+from medseg.io import read_volume
 from medseg.model.cascade import organ_box
 
 
@@ -42,15 +42,12 @@ def crop_dataset(spec: DatasetSpec, organ_labels: list[str], margin_mm: float, r
         if box is None:
             warn(f"cascade: case {case.case_id} has no {'/'.join(organ_labels)} voxels; left out of stage 2")
             continue
-        for ch, img in enumerate(images):
-            write_volume(img.crop(*box), out / "imagesTr" / f"{case.case_id}_{ch:04d}.nii.gz", overwrite=True)
-        crop_img = images[0].crop(*box)
-        write_mask_like(label.crop(*box).array, crop_img, out / "labelsTr" / f"{case.case_id}.nii.gz", overwrite=True)
+        write_case(out, case.case_id, [img.crop(*box) for img in images], label.crop(*box).array)
         kept += 1
     if kept == 0:
         raise InputError(f"cascade: no case of {spec.root} contains {organ_labels}; check cascade.organ_labels")
-    meta = {"name": f"{spec.name}_cascade", "channel_names": {str(k): v for k, v in spec.channels.items()},
-            "labels": spec.labels, "numTraining": kept, "file_ending": ".nii.gz",
-            "medseg_cascade": {"source": str(spec.root.resolve()), "organ_labels": organ_labels, "margin_mm": margin_mm}}
-    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=1))  # last: marks the crop dataset complete
+    meta = dataset_meta(f"{spec.name}_cascade", spec.channels, spec.labels, kept,
+                        medseg_cascade={"source": str(spec.root.resolve()), "organ_labels": organ_labels,
+                                        "margin_mm": margin_mm})
+    write_dataset_json(out, meta)  # last: marks the crop dataset complete
     return load_dataset(out)

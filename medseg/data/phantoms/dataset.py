@@ -23,8 +23,8 @@ from pathlib import Path
 from medseg.data.phantoms.anatomy import FAMILIES, FAMILY_LABELS, SIZES
 from medseg.data.phantoms.dicom_study import dicom_label_path, is_dicom_case, write_dicom_case
 from medseg.data.phantoms.generate import PHANTOM_VERSION, generate_case
+from medseg.data.nnunet_writer import dataset_meta, write_case, write_dataset_json
 from medseg.errors import InputError, OutputError
-from medseg.io import write_mask_like, write_volume
 from medseg.io.atomic import write_text_atomic
 
 STATE_NAME = ".medseg_phantoms.json"
@@ -125,17 +125,11 @@ def dataset_json(cases: int, seed: int, size: str, family: str = "abdomen") -> d
     """The nnU-Net v2 ``dataset.json`` content for a phantom dataset."""
     what = ("liver, spleen, kidneys and 0-3 liver/kidney tumours" if family == "abdomen" else
             "liver with 1-6 metastases, spleen, kidneys")
-    return {
-        "name": DATASET_NAME,
-        "description": f"Synthetic abdominal CT phantoms (medseg phantoms, size {size}, seed {seed}"
+    return dataset_meta(
+        DATASET_NAME, {"0": "CT"}, dict(FAMILY_LABELS[family]), cases,
+        description=f"Synthetic abdominal CT phantoms (medseg phantoms, size {size}, seed {seed}"
         + (f", family {family}" if family != "abdomen" else "") + f"): {what}; random spacing and storage orientation.",
-        "channel_names": {"0": "CT"},
-        "labels": dict(FAMILY_LABELS[family]),
-        "numTraining": cases,
-        "file_ending": ".nii.gz",
-        "licence": "CC0 (synthetic)",
-        "medseg_phantoms": _params(seed, size, family),
-    }
+        licence="CC0 (synthetic)", medseg_phantoms=_params(seed, size, family))
 
 
 def validate_options(cases: int, seed: int, size: str, family: str = "abdomen") -> None:
@@ -173,8 +167,7 @@ def write_phantom_dataset(out_dir: str | Path, cases: int = 10, seed: int = 0, s
         summary = state["cases"].get(cid)
         if not _complete(out, cid, summary, want_dicom):
             image, label, info = generate_case(seed, size, index, family)
-            write_volume(image, out / "imagesTr" / f"{cid}_0000.nii.gz", overwrite=True)
-            write_mask_like(label, image, out / "labelsTr" / f"{cid}.nii.gz", overwrite=True)
+            write_case(out, cid, [image], label)
             dicom = bool(summary and summary.get("dicom"))
             if want_dicom:
                 write_dicom_case(out / "dicom_study", cid, [seed, size, PHANTOM_VERSION, index], image, label,
@@ -184,5 +177,5 @@ def write_phantom_dataset(out_dir: str | Path, cases: int = 10, seed: int = 0, s
             _write_json(out / STATE_NAME, state)
         if progress is not None:
             progress(index + 1, cases, {"case": cid, **summary})
-    _write_json(out / "dataset.json", dataset_json(cases, seed, size, family))
+    write_dataset_json(out, dataset_json(cases, seed, size, family))
     return out
