@@ -14,7 +14,17 @@ import json
 import sys
 from pathlib import Path
 
-ORGANS = ("liver", "spleen", "kidney")
+
+
+def organ_classes(run: Path, names) -> list[str]:
+    """The run's structure classes: its foreground classes that the plan did not mark as small
+    structures (lesion-like: :class:`medseg.plans.ClassPolicy`), in ``names`` order."""
+    small: set[str] = set()
+    if (run / "plan.yaml").is_file():
+        from medseg.plans import load_plan
+
+        small = set(load_plan(run / "plan.yaml").classes.small_structures)
+    return [n for n in names if n and n != "background" and n not in small]
 
 
 def main(demo: Path) -> int:
@@ -23,12 +33,13 @@ def main(demo: Path) -> int:
     rows = list(csv.DictReader(open(demo / "run" / "metrics.csv")))
     minutes = sum(float(r["seconds"]) for r in rows) / 60
     manifest = list(csv.DictReader(open(demo / "predictions" / "manifest.csv")))
-    organ = [per[n] for n in ORGANS if per.get(n) is not None]
+    organs = organ_classes(demo / "run", per)
+    organ = [per[n] for n in organs if per.get(n) is not None]
     print(f"trained {len(rows)} epochs in {minutes:.1f} min -> {demo / 'run'}")
     print(f"predicted {sum(r['status'] == 'done' for r in manifest)} of {len(manifest)} cases -> {demo / 'predictions'}")
     print("held-out phantom Dice: " + ", ".join(f"{n} {v:.3f}" for n, v in per.items() if v is not None))
     if organ:
-        print(f"mean organ Dice {sum(organ) / len(organ):.3f} (liver, spleen, kidney)")
+        print(f"mean organ Dice {sum(organ) / len(organ):.3f} ({', '.join(organs)})")
     ct = next((r for r in manifest if r["case"] == "CTChest4"), None)
     if ct and ct["status"] == "done":
         vols = ", ".join(f"{k[10:]} {float(v):.0f} ml" for k, v in ct.items() if k.startswith("volume_ml_") and v)
