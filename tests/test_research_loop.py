@@ -78,18 +78,24 @@ def test_the_loop_runs_on_another_dataset_with_the_shipped_preset(tmp_path, monk
     assert labels_of(pred) == LABELS
     assert "volume_ml_nodule" in (pred / "manifest.csv").read_text().splitlines()[0]
 
-    # review: every case accepted, one correction paints a value the run does not know (5)
+    # review: every case accepted; one correction adds a missed nodule (4) and paints a value
+    # the run does not know (5)
     from medseg.review import ReviewSession
 
     session = ReviewSession(pred, reviewer="dr_a")
     assert session.classes(session.cases[0].case) == {v: n for n, v in LABELS.items()}
+    names = {str(v): n for n, v in LABELS.items()}
     for i, c in enumerate(session.cases):
         if i == 0:
             corr = session.load(c.case).labels
             corr[10:14, 10:14, 5:8] = 5
+            corr[20:23, 20:23, 5:7] = 4
             session.save_correction(c.case, corr)
         record = session.accept(c.case)
-        assert record["classes"]["4"] == "nodule"  # the audit log names the run's classes
+        if i == 0:  # the audit log names the run's classes (the values in the prediction or correction)
+            assert record["classes"]["4"] == "nodule" and record["classes"]["5"] == "class_5"
+        assert {k: v for k, v in record["classes"].items() if k in names} == \
+            {k: names[k] for k in record["classes"] if k in names}
     assert record["status"] == "approved" and session.state(session.cases[0].case).status == "corrected"
 
     # export without a GUI -> a dataset that checks out and names every value

@@ -7,7 +7,6 @@ output and ``tables["lesions"]`` as ``OUT/<case>_lesions.csv``.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +22,8 @@ from medseg.instance.model import build_model, load_weights
 from medseg.instance.slices import image_to_model, slice_record
 from medseg.model import checkpoint as ck
 from medseg.model.device import autocast_dtype, resolve_device
+from medseg.model.rundir import BEST, CONFIG, LABELS, RunDir
 from medseg.predict.protocol import PredictorProtocol
-from medseg.predict.registry import model_id
 from medseg.predict.result import CasePrediction
 from medseg.train.distributed import Dist
 from medseg.volume import Volume
@@ -41,14 +40,14 @@ class InstancePredictor(PredictorProtocol):
     """
 
     def __init__(self, model, cfg, labels: dict[str, int], run_dir: Path, device: torch.device,
-                 checkpoint: str = "best.pt", organ_mask_labels: list[int] | None = None, n_channels: int = 1,
+                 checkpoint: str = BEST, organ_mask_labels: list[int] | None = None, n_channels: int = 1,
                  organ_predictor=None):
         self.model, self.cfg, self.labels, self.run_dir, self.device = model, cfg, labels, Path(run_dir), device
         self.class_names = {v: n for n, v in labels.items() if v}
         self.organ_mask_labels = organ_mask_labels
         self.n_channels = n_channels  # the dataset's channels (the batch engine reads them all; channel 0 is used)
         self.organ_predictor = organ_predictor
-        self.model_id = model_id(run_dir, checkpoint)
+        self.model_id = RunDir(run_dir).model_id(checkpoint)
         self.amp = autocast_dtype(cfg.precision, device)
         self.threshold_source = "config"
 
@@ -66,19 +65,14 @@ class InstancePredictor(PredictorProtocol):
         (values ``organ_mask_labels``, default every organ). ``tta`` and ``overlap`` go to that
         organ model (the instance model itself has neither).
         """
-        run_dir = Path(run_dir)
-        for name in ("config.yaml", "labels.json"):
-            if not (run_dir / name).is_file():
-                raise InputError(f"{run_dir} has no {name}; give the --out folder of an instance `medseg train` run")
-        cfg = instance_config_from_dict(load_yaml(run_dir / "config.yaml"), where=f"{run_dir / 'config.yaml'}")
-        try:
-            info = json.loads((run_dir / "labels.json").read_text())
-            labels = {str(k): int(v) for k, v in info["classes"].items()}
-            n_channels = max(1, len(info.get("channels") or {}))
-        except (ValueError, KeyError, AttributeError) as e:
-            raise InputError(f"{run_dir / 'labels.json'} has no model classes ({e}); it is not from an instance run") from e
-        checkpoint = "best.pt" if (run_dir / "best.pt").is_file() else "last.pt"
-        ckpt = ck.load_checkpoint(run_dir / checkpoint)
+        run = RunDir(run_dir)
+        run.require(CONFIG, LABELS)
+        cfg = instance_config_from_dict(load_yaml(run.config_path), where=str(run.config_path))
+        labels = run.classes
+        n_channels = max(1, len(run.channels))
+        path = run.checkpoint()
+        checkpoint = path.name
+        ckpt = ck.load_checkpoint(path)
         if score_threshold is not None:
             if not 0 <= float(score_threshold) <= 1:
                 raise InputError(f"score threshold {score_threshold}: must be in [0, 1]")
@@ -99,7 +93,7 @@ class InstancePredictor(PredictorProtocol):
             from medseg.predict.registry import load_predictor
 
             organ = load_predictor(organ_model, device=device, tta=tta, overlap=overlap)
-        out = cls(model, cfg, labels, run_dir, dev, checkpoint, organ_mask_labels, n_channels, organ)
+        out = cls(model, cfg, labels, run.path, dev, checkpoint, organ_mask_labels, n_channels, organ)
         out.threshold_source = source
         return out
 

@@ -1,12 +1,13 @@
 """Training the instance model: ``train_instance(config, dataset, out)`` -- what ``medseg train``
 runs for a config with ``task: instance``.
 
-The run directory, checkpoints, resume, progress and Ctrl-C behave as the U-Net trainer's
-(:mod:`medseg.train.trainer`): ``config.yaml``, ``labels.json``, ``run.json`` (with
-``"task": "instance"``), ``last.pt`` / ``best.pt`` (best 3D lesion F1, then AP50),
-``metrics.csv``, ``curve.png``, ``tensorboard/``. The slice order and flips are functions of
-(seed, epoch, position) and the learning rate of (epoch, iteration), so ``--resume`` after
-Ctrl-C continues with the very batches the run would have seen. One process (no DDP).
+:class:`InstanceTask` is what the model brings to the loop it shares with the U-Net
+(:mod:`medseg.train.loop`: the run directory, checkpoints, resume, progress, Ctrl-C and
+SIGTERM): ``config.yaml``, ``labels.json``, ``run.json`` (with ``"task": "instance"``),
+``last.pt`` / ``best.pt`` (best 3D lesion F1, then AP50), ``metrics.csv``, ``curve.png``,
+``tensorboard/``. The slice order and flips are functions of (seed, epoch, position) and the
+learning rate of (epoch, iteration), so ``--resume`` after Ctrl-C continues with the very
+batches the run would have seen. One process (no DDP).
 
 Recipe: AdamW (or SGD with momentum), a short linear warm-up, then cosine / constant / step per
 epoch; gradient-norm clipping; AMP (bf16, or fp16 with a grad scaler) on a GPU. Training uses
@@ -30,20 +31,20 @@ import torch
 from medseg._version import __version__
 from medseg.config import ConfigError
 from medseg.data.layout import load_dataset
-from medseg.errors import InputError, OutputError
+from medseg.errors import InputError
 from medseg.instance.config import InstanceConfig, config_dict, load_instance_config
 from medseg.instance.dataset import epoch_order, load_case, make_batch
 from medseg.instance.model import build_model
 from medseg.instance.report import metric_columns, metric_row, plot_curve
 from medseg.instance.validation import validate
 from medseg.io import read_volume
-from medseg.model import checkpoint as ck
 from medseg.model.device import autocast_dtype, resolve_device
 from medseg.train.distributed import Dist
-from medseg.train.rundir import read_metrics, write_json, write_metrics, write_yaml
+from medseg.train.loop import (EpochReporter, RunState, Task, check_run_dir, earlier_run, fit, resume_point,
+                               start_state)
+from medseg.train.rundir import write_json, write_yaml
 from medseg.train.setup import check_or_raise
 from medseg.train.splits import fold_cases, load_or_create_splits
-from medseg.train.trainer import EpochReporter
 
 
 def learning_rate(cfg: InstanceConfig, epoch: int, iteration: int, epochs: int,
@@ -157,22 +158,145 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("the instance model trains in one process; run `medseg train` without torchrun")
     run_dir = Path(out)
-    last = run_dir / "last.pt"
-    if resume and not last.exists():
-        raise InputError(f"{run_dir} has no last.pt to resume; start a new run without --resume")
-    if not resume and last.exists():
-        raise OutputError(f"{run_dir} already holds a run; pass --resume to continue or extend it, or choose another --out")
+    check_run_dir(run_dir, resume)
     dev = resolve_device(device, Dist())
-    ckpt = ck.load_checkpoint(last) if resume else None
-    if ckpt is not None and epochs is None:
-        epochs = int(ckpt["total_epochs"])
-    epochs = int(epochs or cfg.epochs)
-    if ckpt is not None and ckpt["iteration"] == 0 and int(ckpt["epoch"]) + 1 >= epochs:
-        raise InputError(f"{run_dir} finished {int(ckpt['epoch']) + 1} epochs; pass a larger --epochs to extend it")
+    ckpt, epochs = resume_point(run_dir, resume, epochs, cfg.epochs)
     if init is not None and resume:
         raise InputError("--init starts a new run from an earlier run's weights; drop --resume (resume continues "
                          "this run's own weights)")
     return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, EpochReporter(progress), init)
+
+
+class InstanceTask(Task):
+    """The slice-wise Mask R-CNN in the shared loop (:mod:`medseg.train.loop`): crops of axial
+    slices in a seeded order, the rate set per iteration (:func:`learning_rate`), a non-finite
+    loss stops the run; ``best.pt`` has the best (3D lesion F1, mask AP50) and its score
+    threshold goes to ``threshold.json``."""
+
+    best_from_first_epoch = True  # the predictor needs a best.pt even before a validation improves
+
+    def __init__(self, cfg: InstanceConfig, run_dir: Path, epochs: int, dev, rep, seed: int,
+                 class_values: dict[str, int]):
+        super().__init__(cfg, run_dir, epochs, rep)
+        self.dev, self.seed, self.class_values = dev, seed, class_values
+        self.class_map = {v: i + 1 for i, v in enumerate(class_values.values())}
+        self.model_classes = {"background": 0, **{n: i + 1 for i, n in enumerate(class_values)}}
+        self.columns = metric_columns(list(class_values))
+        self.best_start = {"f1": -1.0, "ap50": -1.0, "epoch": -1, "score_threshold": None}
+
+    def read_cases(self, spec, fold) -> tuple[list[str], list[str]]:
+        """Load the fold's training slices and validation volumes (and resolve ``windows: auto``);
+        returns the (training, validation) case ids."""
+        cfg, values = self.cfg, list(self.class_values.values())
+        train_ids, val_ids = fold_cases(load_or_create_splits(spec.root, [c.case_id for c in spec.cases]), fold)
+        by_id = {c.case_id: c for c in spec.cases}
+        self.label_values = sorted(spec.labels.values())
+        self.rep.line(f"reading {len(train_ids)} training and {len(val_ids)} validation cases (axial slices at "
+                      f"{cfg.data.spacing_mm[0]:g} x {cfg.data.spacing_mm[1]:g} mm)")
+        self.cases = [load_case(by_id[i], cfg.data, values, self.label_values) for i in train_ids]
+        if cfg.data.windows == "auto":
+            from medseg.instance.channels import lesion_windows
+
+            cfg.data.windows = lesion_windows([c.image for c in self.cases], [c.label for c in self.cases], values,
+                                              cfg.data.spacing_mm)
+            self.rep.line("windows: auto -> " + ", ".join(f"level {lv:g} width {w:g} HU" for lv, w in cfg.data.windows)
+                          + " (from the lesion classes and the tissue around them)")
+        self.val_cases = [(read_volume(by_id[i].images[0]), read_volume(by_id[i].label)) for i in val_ids]
+        return train_ids, val_ids
+
+    def build(self, pretrained: bool, init=None) -> dict | None:
+        """Model, optimiser (AdamW without decay on norms and biases, or SGD) and grad scaler;
+        with ``init`` an earlier run's weights (returns what ``load_init_weights`` reports)."""
+        cfg, o = self.cfg, self.cfg.optimizer
+        torch.manual_seed(self.seed)
+        model = build_model(cfg.model, len(self.model_classes), load_pretrained=pretrained,
+                            spacing_mm=cfg.data.spacing_mm)
+        init_info = None
+        if init is not None:
+            from medseg.train.init import instance_init_source, load_init_weights
+
+            _, init_ckpt, old_classes = instance_init_source(init)
+            init_info = load_init_weights(model, init_ckpt, old_classes, self.model_classes)
+        self.model = model.to(self.dev)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if o.name == "adamw":
+            decay = [p for p in self.params if p.ndim > 1]
+            no_decay = [p for p in self.params if p.ndim <= 1]  # norms and biases: no weight decay
+            self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                          {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
+        else:
+            self.opt = torch.optim.SGD(self.params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        self.amp = autocast_dtype(cfg.precision, self.dev)
+        self.scaler = torch.amp.GradScaler(self.dev.type, enabled=self.amp == torch.float16)
+        return init_info
+
+    def anchor(self, start_epoch, old_total, new_total, old_anchor):
+        return extension_anchor(self.cfg, start_epoch, old_total, new_total, old_anchor)
+
+    def batches(self, state: RunState):
+        """The epoch's batches, each after setting its iteration's learning rate."""
+        cfg, epoch, bs = self.cfg, state.epoch, self.cfg.batch_size
+        order = epoch_order(self.cases, cfg.data, self.seed, epoch, cfg.iterations_per_epoch * bs)
+        for it in range(state.iteration, cfg.iterations_per_epoch):
+            lr = learning_rate(cfg, epoch, it, self.epochs, state.anchor)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            yield make_batch(self.cases, order[it * bs:(it + 1) * bs], cfg.data, self.class_map, self.seed, epoch,
+                             it * bs)
+
+    def step(self, state: RunState, batch) -> float:
+        images = [x.to(self.dev, non_blocking=True) for x in batch[0]]
+        targets = [{k: v.to(self.dev, non_blocking=True) for k, v in t.items()} for t in batch[1]]
+        loss = train_step(self.model, images, targets, self.opt, self.scaler, self.params, self.cfg.optimizer.grad_clip,
+                          self.amp)
+        if not math.isfinite(loss):
+            raise InputError(f"training diverged (loss {loss}) at epoch {state.epoch + 1}, iteration "
+                             f"{state.iteration + 1}; lower optimizer.lr or raise schedule.warmup_iterations")
+        return loss
+
+    def evaluate(self) -> dict:
+        if not self.val_cases:
+            return {}
+        t0 = time.perf_counter()
+        metrics = validate(self.model, self.val_cases, self.cfg, self.class_values, self.label_values, self.dev,
+                           self.amp)
+        metrics["seconds"] = time.perf_counter() - t0
+        return metrics
+
+    def best_after(self, epoch, metrics, best):
+        f1, ap = metrics["lesion_f1"], metrics["ap50"]
+        score = (f1, 0.0 if math.isnan(ap) else ap)  # NaN AP50 (no lesion): F1 decides
+        if not score > (best["f1"], best["ap50"]):
+            return None
+        return {"f1": f1, "ap50": score[1], "epoch": epoch, "score_threshold": metrics["score_threshold"]}
+
+    def on_improved(self, epoch, metrics):
+        ap = metrics["ap50"]
+        write_json(self.run_dir / "threshold.json", {
+            "score_threshold": metrics["score_threshold"], "epoch": epoch, "val_lesion_f1": metrics["lesion_f1"],
+            "val_ap50": None if math.isnan(ap) else ap,
+            "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()}})
+
+    def row(self, epoch, lr, loss, seconds, metrics):
+        return metric_row(epoch, lr, loss, seconds, metrics)
+
+    def plot(self, path, rows):
+        plot_curve(path, rows)
+
+    def speed(self, seconds, iterations):
+        return f"{iterations * self.cfg.batch_size / max(seconds, 1e-9):.2f} slices/s"
+
+    def summary(self, metrics):
+        return (f"  | val mask AP50 {metrics['ap50']:.3f}, lesion F1 {metrics['lesion_f1']:.3f} "
+                f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f} at score "
+                f">= {metrics['score_threshold']:g}, {metrics['n_ref']} lesions)")
+
+    def scalars(self, metrics):
+        return {f"val/{key}": metrics[key] for key in ("ap50", "lesion_f1")} if metrics else {}
+
+    def checkpoint_keys(self, metrics):
+        return {"task": "instance", "labels": self.model_classes, "classes": self.class_values,
+                "score_threshold": metrics.get("score_threshold") if metrics else None}
 
 
 def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep,
@@ -182,152 +306,21 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
         check_or_raise(spec)
     class_values = resolve_classes(cfg, spec.labels, spec) if ckpt is None else \
         {str(k): int(v) for k, v in ckpt.get("classes", {}).items()} or resolve_classes(cfg, spec.labels, spec)
-    names = list(class_values)
-    class_map = {v: i + 1 for i, v in enumerate(class_values.values())}
-    model_classes = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
-    train_ids, val_ids = fold_cases(load_or_create_splits(spec.root, [c.case_id for c in spec.cases]), fold)
-    by_id = {c.case_id: c for c in spec.cases}
-    label_values = sorted(spec.labels.values())
-    rep.line(f"reading {len(train_ids)} training and {len(val_ids)} validation cases (axial slices at "
-             f"{cfg.data.spacing_mm[0]:g} x {cfg.data.spacing_mm[1]:g} mm)")
-    cases = [load_case(by_id[i], cfg.data, list(class_values.values()), label_values) for i in train_ids]
-    if cfg.data.windows == "auto":
-        from medseg.instance.channels import lesion_windows
-
-        cfg.data.windows = lesion_windows([c.image for c in cases], [c.label for c in cases],
-                                          list(class_values.values()), cfg.data.spacing_mm)
-        rep.line("windows: auto -> " + ", ".join(f"level {lv:g} width {w:g} HU" for lv, w in cfg.data.windows)
-                 + " (from the lesion classes and the tissue around them)")
-    val_cases = [(read_volume(by_id[i].images[0]), read_volume(by_id[i].label)) for i in val_ids]
-    torch.manual_seed(seed)
-    model = build_model(cfg.model, len(model_classes), load_pretrained=ckpt is None and init is None,
-                        spacing_mm=cfg.data.spacing_mm)
-    init_info = None
-    if init is not None:
-        from medseg.train.init import instance_init_source, load_init_weights
-
-        _, init_ckpt, old_classes = instance_init_source(init)
-        init_info = load_init_weights(model, init_ckpt, old_classes, model_classes)
-    elif ckpt is not None and (run_dir / "run.json").is_file():
-        import json as _json
-
-        init_info = _json.loads((run_dir / "run.json").read_text()).get("init")
-    model = model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    o = cfg.optimizer
-    if o.name == "adamw":
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]  # norms and biases: no weight decay
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
-    else:
-        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    amp = autocast_dtype(cfg.precision, dev)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
-    start_epoch, start_iter, loss_sum, best = 0, 0, 0.0, {"f1": -1.0, "ap50": -1.0, "epoch": -1,
-                                                          "score_threshold": None}
-    anchor = None
-    if ckpt is not None:
-        start_epoch, start_iter, loss_sum, best = ck.restore(ckpt, model, opt, scaler)
-        anchor = extension_anchor(cfg, start_epoch, int(ckpt["total_epochs"]), epochs, ckpt.get("schedule_anchor"))
-        if anchor is not None and tuple(anchor) != tuple(ckpt.get("schedule_anchor") or ()):
-            rep.line(f"extending the run to {epochs} epochs: the learning rate continues from "
-                     f"{cfg.optimizer.lr * anchor[1]:.3g} and decays from there")
-    columns = metric_columns(names)
-    rows = [r for r in read_metrics(run_dir / "metrics.csv") if int(r["epoch"]) < start_epoch] if ckpt else []
+    task = InstanceTask(cfg, run_dir, epochs, dev, rep, seed, class_values)
+    train_ids, val_ids = task.read_cases(spec, fold)
+    init_info = task.build(pretrained=ckpt is None and init is None, init=init)
+    if init_info is None and ckpt is not None:
+        init_info = earlier_run(run_dir).get("init")
+    state = start_state(task, ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(run_dir / "config.yaml", config_dict(cfg))
-    write_json(run_dir / "labels.json", {"labels": spec.labels, "classes": model_classes,
+    write_json(run_dir / "labels.json", {"labels": spec.labels, "classes": task.model_classes,
                                          "channels": {str(k): v for k, v in spec.channels.items()}})
     write_json(run_dir / "run.json", {"task": "instance", "dataset": str(dataset.resolve()), "fold": fold, "seed": seed,
                                       "train": train_ids, "val": val_ids, "medseg_version": __version__,
                                       "world_size": 1, "device": str(dev), "model": cfg.model.name,
                                       "classes": class_values, "init": init_info})
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_epoch)
-    ipe, bs = cfg.iterations_per_epoch, cfg.batch_size
-
-    def payload(epoch: int, iteration: int, metrics: dict, loss_sum_: float) -> dict:
-        return {"medseg_version": __version__, "task": "instance", "epoch": epoch, "iteration": iteration,
-                "total_epochs": epochs, "schedule_anchor": anchor, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": {"name": cfg.schedule.name, "lr": opt.param_groups[0]["lr"]},
-                "scaler": scaler.state_dict(), "rng": ck.rng_state(), "metrics": metrics or {}, "best": best,
-                "labels": model_classes, "classes": class_values, "loss_sum": loss_sum_,
-                "score_threshold": metrics.get("score_threshold") if metrics else None}
-
-    metrics: dict = {}
-    epoch, it_done, lr = start_epoch, start_iter, cfg.optimizer.lr
-    try:
-        for epoch in range(start_epoch, epochs):
-            model.train()
-            it_done = start_iter if epoch == start_epoch else 0
-            loss_sum = loss_sum if epoch == start_epoch else 0.0
-            order = epoch_order(cases, cfg.data, seed, epoch, ipe * bs)
-            bar = rep.bar(epoch, epochs, ipe, it_done)
-            t0, first = time.perf_counter(), it_done
-            for it in range(it_done, ipe):
-                lr = learning_rate(cfg, epoch, it, epochs, anchor)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                images, targets = make_batch(cases, order[it * bs:(it + 1) * bs], cfg.data, class_map, seed, epoch, it * bs)
-                images = [x.to(dev, non_blocking=True) for x in images]
-                targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
-                loss = train_step(model, images, targets, opt, scaler, params, cfg.optimizer.grad_clip, amp)
-                if not math.isfinite(loss):
-                    raise InputError(f"training diverged (loss {loss}) at epoch {epoch + 1}, iteration {it + 1}; "
-                                     "lower optimizer.lr or raise schedule.warmup_iterations")
-                loss_sum += loss
-                it_done = it + 1
-                if bar is not None:
-                    rate = (it_done - first) / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(bar.task, advance=1, rate=f"{rate:.2f}", loss=f"{loss_sum / it_done:.4f}")
-            if bar is not None:
-                bar.stop()
-            seconds = time.perf_counter() - t0
-            train_loss = loss_sum / max(it_done, 1)
-            metrics = {}
-            if ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs) and val_cases:
-                tv = time.perf_counter()
-                metrics = validate(model, val_cases, cfg, class_values, label_values, dev, amp)
-                metrics["seconds"] = time.perf_counter() - tv
-            ap = metrics.get("ap50", float("nan")) if metrics else float("nan")
-            improved = bool(metrics) and (metrics["lesion_f1"], 0.0 if math.isnan(ap) else ap) > \
-                (best["f1"], best["ap50"])
-            if improved:
-                best = {"f1": metrics["lesion_f1"], "ap50": 0.0 if math.isnan(ap) else ap, "epoch": epoch,
-                        "score_threshold": metrics["score_threshold"]}
-                write_json(run_dir / "threshold.json", {
-                    "score_threshold": metrics["score_threshold"], "epoch": epoch, "val_lesion_f1": metrics["lesion_f1"],
-                    "val_ap50": None if math.isnan(ap) else ap,
-                    "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()}})
-            ck.save_checkpoint(run_dir / "last.pt", payload(epoch, 0, metrics, 0.0))
-            if improved or not (run_dir / "best.pt").exists():
-                ck.save_checkpoint(run_dir / "best.pt", payload(epoch, 0, metrics, 0.0))
-            rows.append(metric_row(epoch, lr, train_loss, seconds, metrics))
-            write_metrics(run_dir / "metrics.csv", rows, columns)
-            plot_curve(run_dir / "curve.png", rows)
-            tb.add_scalar("train/loss", train_loss, epoch)
-            tb.add_scalar("train/lr", lr, epoch)
-            msg = f"epoch {epoch + 1}/{epochs}  loss {train_loss:.4f}  lr {lr:.3g}  {seconds:.1f} s " \
-                  f"({(it_done - first) * bs / max(seconds, 1e-9):.2f} slices/s)"
-            if metrics:
-                for key in ("ap50", "lesion_f1"):
-                    tb.add_scalar(f"val/{key}", metrics[key], epoch)
-                msg += f"  | val mask AP50 {metrics['ap50']:.3f}, lesion F1 {metrics['lesion_f1']:.3f} " \
-                       f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f} at score " \
-                       f">= {metrics['score_threshold']:g}, {metrics['n_ref']} lesions)" + \
-                       ("  * best" if improved else "")
-            tb.flush()
-            rep.line(msg)
-            start_iter = 0
-    except KeyboardInterrupt:
-        ck.save_checkpoint(run_dir / "last.pt", payload(epoch, it_done, metrics, loss_sum))
-        rep.line(f"interrupted at epoch {epoch + 1}, iteration {it_done}: saved {run_dir / 'last.pt'}; "
-                 "continue with --resume")
-        raise
-    finally:
-        tb.close()
-    return {"epoch": epochs - 1, "best_f1": best["f1"], "best_epoch": best["epoch"], "metrics": metrics,
-            "score_threshold": best.get("score_threshold"), "run_dir": str(run_dir), "model": model,
-            "task": "instance"}
+    state = fit(task, state)
+    return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
+            "metrics": state.metrics, "score_threshold": state.best.get("score_threshold"), "run_dir": str(run_dir),
+            "model": task.model, "task": "instance"}

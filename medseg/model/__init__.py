@@ -8,6 +8,9 @@
     inversion.py   model-space prediction back onto exactly the source grid
     cascade.py     ``organ_box``: the crop of a two-stage cascade
     tasks.py       the model kinds (``semantic``, ``instance``): which trainer, which predictor
+    rundir.py      ``RunDir``: a run directory read (task, labels, plan, weights, model id), its file
+                   names and error messages in one place
+    nnunet_folder.py  an nnU-Net v2 results folder served as a model (``dataset.json``, ``fold_*``)
 
 Importing this package imports nothing heavy; torch and MONAI load with the modules that need
 them.

@@ -27,7 +27,7 @@ from medseg.model.config import TrainConfig, load_config, resolve_class_weights,
 from medseg.model.device import autocast_dtype, resolve_device
 from medseg.model.inversion import model_space_windows, to_source_grid
 from medseg.model.network import build_network
-from medseg.plans import load_plan
+from medseg.model.rundir import BEST, CONFIG, LABELS, PLAN, RunDir
 from medseg.predict.postprocess import class_volumes, clean_labels
 from medseg.predict.protocol import PredictorProtocol
 from medseg.predict.registry import cascade_model_id, organ_model_dir
@@ -55,7 +55,7 @@ class Predictor(PredictorProtocol):
 
     @classmethod
     def from_run(cls, run_dir, device: str = "auto", tta: bool = False, overlap: float | None = None,
-                 checkpoint: str = "best.pt", organ_model: str | Path | None = None,
+                 checkpoint: str = BEST, organ_model: str | Path | None = None,
                  batch_size: int | None = None) -> "Predictor":
         """Load ``RUN_DIR/{config.yaml, plan.yaml, labels.json, <checkpoint>}`` once.
 
@@ -67,14 +67,11 @@ class Predictor(PredictorProtocol):
         Raises:
             InputError: not a run directory, unreadable checkpoint, missing organ model.
         """
-        run_dir = Path(run_dir)
-        for name in ("config.yaml", "plan.yaml", "labels.json"):
-            if not (run_dir / name).is_file():
-                raise InputError(f"{run_dir} is not a medseg run directory ({name} missing); give the --out folder of `medseg train`")
-        if not (run_dir / checkpoint).is_file() and checkpoint == "best.pt" and (run_dir / "last.pt").is_file():
-            checkpoint = "last.pt"
-        config = load_config(run_dir / "config.yaml")
-        plan = load_plan(run_dir / "plan.yaml")
+        run = RunDir(run_dir)
+        run.require(CONFIG, PLAN, LABELS)
+        run_dir, checkpoint = run.path, run.checkpoint(checkpoint).name
+        config = load_config(run.config_path)
+        plan = run.plan()
         labels = plan.dataset.labels
         if overlap is not None and not 0 <= overlap < 1:
             raise InputError(f"--overlap {overlap}: must be in [0, 1)")
@@ -82,12 +79,12 @@ class Predictor(PredictorProtocol):
             warn(f"{run_dir} was trained without mirroring (augmentation.mirror: false), so mirrored "
                  "test-time augmentation shows it images it never saw and usually lowers accuracy; drop --tta")
         dev = resolve_device(device)
-        ckpt = load_checkpoint(run_dir / checkpoint, map_location="cpu")
+        ckpt = load_checkpoint(run.file(checkpoint), map_location="cpu")
         model = build_network(config, plan, len(plan.dataset.channels), max(labels.values()) + 1)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as e:
-            raise InputError(f"{run_dir / checkpoint} does not fit the network in {run_dir / 'config.yaml'} "
+            raise InputError(f"{run.file(checkpoint)} does not fit the network in {run.config_path} "
                              f"({str(e).splitlines()[0][:120]}); the run folder was mixed up -- retrain or restore it") from e
         model.to(dev).eval()
         stage1 = None

@@ -24,30 +24,26 @@ from pathlib import Path
 
 import torch
 
-from medseg.plans import DatasetInfo, Plan, load_plan
 from medseg.errors import InputError
+from medseg.model.rundir import CONFIG, PLAN, RUN_INFO, RunDir
+from medseg.plans import DatasetInfo, Plan
 
 log = logging.getLogger("medseg")
 
 
 def init_source(run_dir: str | Path) -> tuple[Path, Path]:
     """``(run_dir, checkpoint)`` of a U-Net run to start from; InputError when it is not one."""
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").is_file() and '"instance"' in (run_dir / "run.json").read_text():
-        raise InputError(f"--init {run_dir}: that is an instance (Mask R-CNN) run; a U-Net config fine-tunes from a U-Net run")
-    if not (run_dir / "plan.yaml").is_file() or not (run_dir / "config.yaml").is_file():
-        raise InputError(f"--init {run_dir}: not a medseg U-Net run directory (plan.yaml/config.yaml missing); "
-                         "give the --out folder of an earlier `medseg train`")
-    for name in ("best.pt", "last.pt"):
-        if (run_dir / name).is_file():
-            return run_dir, run_dir / name
-    raise InputError(f"--init {run_dir}: the run has no best.pt or last.pt; train it first")
+    run = RunDir(run_dir, "--init")
+    if run.info_path.is_file() and run.task == "instance":
+        raise InputError(f"--init {run.path}: that is an instance (Mask R-CNN) run; a U-Net config fine-tunes from a U-Net run")
+    run.require(PLAN, CONFIG)
+    return run.path, run.checkpoint()
 
 
 def init_plan(run_dir: str | Path, labels: dict[str, int], channels: dict[int, str], dataset_name: str) -> Plan:
     """The earlier run's plan with the new dataset's labels and channels (and no class roles,
     which :func:`medseg.train.setup.resolve_plan` derives from the new dataset)."""
-    plan = load_plan(Path(run_dir) / "plan.yaml")
+    plan = RunDir(run_dir, "--init").plan()
     if len(channels) != len(plan.dataset.channels):
         raise InputError(f"--init {run_dir}: that run takes {len(plan.dataset.channels)} input channel(s) "
                          f"({', '.join(plan.dataset.channels.values())}), this dataset has {len(channels)}; "
@@ -68,21 +64,11 @@ def _class_dependent(old_shape, new_shape, n_old: int | None, n_new: int) -> boo
 
 def instance_init_source(run_dir: str | Path) -> tuple[Path, Path, dict[str, int]]:
     """``(run_dir, checkpoint, model classes)`` of an instance run to fine-tune from."""
-    import json
-
-    run_dir = Path(run_dir)
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-        classes = json.loads((run_dir / "labels.json").read_text())["classes"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"--init {run_dir}: not a medseg instance run ({e}); give the --out folder of an earlier "
-                         "`medseg train` with an instance config") from None
-    if info.get("task") != "instance":
-        raise InputError(f"--init {run_dir}: that is a U-Net run; an instance config fine-tunes from an instance run")
-    for name in ("best.pt", "last.pt"):
-        if (run_dir / name).is_file():
-            return run_dir, run_dir / name, {str(k): int(v) for k, v in classes.items()}
-    raise InputError(f"--init {run_dir}: the run has no best.pt or last.pt; train it first")
+    run = RunDir(run_dir, "--init")
+    run.require(RUN_INFO)
+    if run.task != "instance":
+        raise InputError(f"--init {run.path}: that is a U-Net run; an instance config fine-tunes from an instance run")
+    return run.path, run.checkpoint(), run.classes
 
 
 def load_init_weights(model: torch.nn.Module, checkpoint: Path, old_labels: dict[str, int] | None,

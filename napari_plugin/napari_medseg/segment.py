@@ -12,7 +12,6 @@ superior-inferior, :func:`axial_axis`), as in medseg's lesion table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,36 +74,30 @@ def check_run_dir(path: str | Path) -> tuple[str, str]:
     Raises:
         InputError: with a message that says what is missing and what to give instead.
     """
-    from medseg.predict import run_task
+    from medseg.predict import RunDir
 
     text = str(path).strip()
     if not text:
         raise InputError("choose a run directory (the --out folder of `medseg train`)")
-    run = Path(text).expanduser()
-    if not run.exists():
-        raise InputError(f"{run} does not exist; choose the --out folder of `medseg train`")
-    if not run.is_dir():
-        raise InputError(f"{run} is a file; choose the run folder (the --out folder of `medseg train`)")
-    task = run_task(run)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputError(f"{path} does not exist; choose the --out folder of `medseg train`")
+    if not path.is_dir():
+        raise InputError(f"{path} is a file; choose the run folder (the --out folder of `medseg train`)")
+    run = RunDir.open(path)
+    task = run.task
     if task == "nnunet":  # folds, checkpoints and dataset.json checked; names from dataset.json
         from medseg.predict import describe_run
 
-        labels, _, _ = describe_run(run)
-        names = [n for n, v in sorted(labels.items(), key=lambda nv: nv[1]) if v]
-        return task, f"{TASK_NAMES[task]}: {', '.join(names)}"
-    if not any((run / name).is_file() for name in ("best.pt", "last.pt")):
-        raise InputError(f"{run} has no weights (best.pt or last.pt); the training has not saved a checkpoint yet")
-    desc = TASK_NAMES.get(task, task)
-    labels_path = run / "labels.json"
-    if labels_path.is_file():
+        labels = describe_run(path)[0]
+    else:
+        run.checkpoint()  # InputError: no weights yet
         try:
-            labels = json.loads(labels_path.read_text()).get("labels") or {}
-            names = [n for n, v in sorted(labels.items(), key=lambda nv: nv[1]) if v]
-            if names:
-                desc += ": " + ", ".join(names)
-        except (OSError, ValueError, AttributeError):
-            pass
-    return task, desc
+            labels = run.labels
+        except InputError:  # the class names are only for show; the prediction reports a broken run
+            labels = {}
+    names = [n for n, v in sorted(labels.items(), key=lambda nv: nv[1]) if v]
+    return task, TASK_NAMES.get(task, task) + (": " + ", ".join(names) if names else "")
 
 
 # ---- results -------------------------------------------------------------------------------
