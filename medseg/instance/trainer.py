@@ -38,11 +38,11 @@ from medseg.instance.model import build_model
 from medseg.instance.report import metric_columns, metric_row, plot_curve
 from medseg.instance.validation import validate
 from medseg.io import read_volume
+from medseg.model.rundir import CONFIG, LABELS, RUN_INFO, THRESHOLD, RunDir
 from medseg.model.device import autocast_dtype, resolve_device
 from medseg.train.distributed import Dist
 from medseg.train.loop import (EpochReporter, RunState, Task, check_run_dir, earlier_run, fit, resume_point,
                                start_state)
-from medseg.train.rundir import write_json, write_yaml
 from medseg.train.setup import check_or_raise
 from medseg.train.splits import fold_cases, load_or_create_splits
 
@@ -272,7 +272,7 @@ class InstanceTask(Task):
 
     def on_improved(self, epoch, metrics):
         ap = metrics["ap50"]
-        write_json(self.run_dir / "threshold.json", {
+        RunDir(self.run_dir).write_json(THRESHOLD, {
             "score_threshold": metrics["score_threshold"], "epoch": epoch, "val_lesion_f1": metrics["lesion_f1"],
             "val_ap50": None if math.isnan(ap) else ap,
             "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()}})
@@ -313,13 +313,14 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
         init_info = earlier_run(run_dir).get("init")
     state = start_state(task, ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(run_dir / "config.yaml", config_dict(cfg))
-    write_json(run_dir / "labels.json", {"labels": spec.labels, "classes": task.model_classes,
-                                         "channels": {str(k): v for k, v in spec.channels.items()}})
-    write_json(run_dir / "run.json", {"task": "instance", "dataset": str(dataset.resolve()), "fold": fold, "seed": seed,
-                                      "train": train_ids, "val": val_ids, "medseg_version": __version__,
-                                      "world_size": 1, "device": str(dev), "model": cfg.model.name,
-                                      "classes": class_values, "init": init_info})
+    rd = RunDir(run_dir)
+    rd.write_yaml(CONFIG, config_dict(cfg))
+    rd.write_json(LABELS, {"labels": spec.labels, "classes": task.model_classes,
+                           "channels": {str(k): v for k, v in spec.channels.items()}})
+    rd.write_json(RUN_INFO, {"task": "instance", "dataset": str(dataset.resolve()), "fold": fold, "seed": seed,
+                             "train": train_ids, "val": val_ids, "medseg_version": __version__,
+                             "world_size": 1, "device": str(dev), "model": cfg.model.name,
+                             "classes": class_values, "init": init_info})
     state = fit(task, state)
     return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
             "metrics": state.metrics, "score_threshold": state.best.get("score_threshold"), "run_dir": str(run_dir),

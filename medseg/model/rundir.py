@@ -1,4 +1,4 @@
-"""The run directory, read: one owner of its file names, checks and error messages.
+"""The run directory: one owner of its file names, reading, writing, checks and error messages.
 
 A run directory is the ``--out`` folder of ``medseg train`` (docs/concepts/design.md: a run is
 self-describing)::
@@ -20,12 +20,14 @@ task is ``nnunet`` and the folder module reads the rest.
     run.checkpoint()                    # RUN_DIR/best.pt, else RUN_DIR/last.pt
     run.model_id()                      # "organs-3f2a9c1b0d4e"
 
-The trainers still write through :mod:`medseg.train.rundir`, with the file names below; a
-writer added here shares them (and ``path``) with the readers.
+The trainers write through the same class (:meth:`RunDir.write_json`, :meth:`RunDir.write_yaml`,
+:meth:`RunDir.write_metrics`; atomic, honouring the umask: :mod:`medseg.io.atomic`), so readers
+and writers share the file names below.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -210,3 +212,34 @@ class RunDir:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         return f"{self.path.resolve().name}-{h.hexdigest()[:12]}"
+
+    # ---- writing (the trainers) ---------------------------------------------------------------
+    def write_json(self, name: str, data) -> Path:
+        """Write ``path / name`` as indented JSON, atomically; returns the file."""
+        from medseg.io.atomic import write_text_atomic
+
+        write_text_atomic(self.file(name), json.dumps(data, indent=1))
+        return self.file(name)
+
+    def write_yaml(self, name: str, data) -> Path:
+        """Write ``path / name`` as block-style YAML (key order kept), atomically; returns the file."""
+        import yaml
+
+        from medseg.io.atomic import write_text_atomic
+
+        write_text_atomic(self.file(name), yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100))
+        return self.file(name)
+
+    def metrics_rows(self) -> list[dict]:
+        """The rows of ``metrics.csv`` (column -> text), [] when there is none yet."""
+        path = self.file(METRICS)
+        if not path.exists():
+            return []
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def write_metrics(self, rows: list[dict], columns: list[str]) -> None:
+        """Rewrite ``metrics.csv`` (atomically) with ``rows``: rows after a resume point are dropped."""
+        from medseg.io.atomic import write_csv_atomic
+
+        write_csv_atomic(self.file(METRICS), rows, columns)

@@ -29,7 +29,7 @@ from medseg.io.atomic import clean_stale_temps
 from medseg.model import checkpoint as ck
 from medseg.signals import Terminated, stop_loader_workers, terminating
 from medseg.train.distributed import Dist
-from medseg.train.rundir import read_metrics, write_metrics
+from medseg.model.rundir import BEST, LAST, RUN_INFO, RunDir
 
 
 class EpochReporter:
@@ -166,7 +166,7 @@ class RunState:
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """``--resume`` needs a ``last.pt``; a new run refuses a folder that holds one."""
-    last = Path(run_dir) / "last.pt"
+    last = Path(run_dir) / LAST
     if resume and not last.exists():
         raise InputError(f"{run_dir} has no last.pt to resume; start a new run without --resume")
     if not resume and last.exists():
@@ -177,7 +177,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 def resume_point(run_dir: Path, resume: bool, epochs: int | None, default_epochs: int) -> tuple[dict | None, int]:
     """``(last.pt or None, the run's total epochs)``: ``epochs``, else the resumed run's, else the
     config's. A finished run resumes only with a larger ``epochs`` (which extends it)."""
-    ckpt = ck.load_checkpoint(Path(run_dir) / "last.pt") if resume else None
+    ckpt = ck.load_checkpoint(Path(run_dir) / LAST) if resume else None
     if ckpt is not None and epochs is None:
         epochs = int(ckpt["total_epochs"])
     epochs = int(epochs or default_epochs)
@@ -189,7 +189,7 @@ def resume_point(run_dir: Path, resume: bool, epochs: int | None, default_epochs
 def earlier_run(run_dir: Path) -> dict:
     """The ``run.json`` of the run being resumed, {} when missing or unreadable."""
     try:
-        return json.loads((Path(run_dir) / "run.json").read_text())
+        return json.loads((Path(run_dir) / RUN_INFO).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -234,7 +234,7 @@ def fit(task: Task, state: RunState) -> RunState:
         InputError: DataLoader workers could not start (a script without a ``__main__`` guard).
     """
     base, main = task.epoch_base, task.dist.main
-    rows = [r for r in read_metrics(task.run_dir / "metrics.csv") if int(r["epoch"]) - base < state.epoch] \
+    rows = [r for r in RunDir(task.run_dir).metrics_rows() if int(r["epoch"]) - base < state.epoch] \
         if state.resumed else []
     tb = None
     if main:
@@ -304,11 +304,11 @@ def end_epoch(task: Task, state: RunState, rows: list[dict], tb, loss: float, se
     if best is not None:
         state.best = best
         task.on_improved(epoch, metrics)
-    ck.save_checkpoint(run_dir / "last.pt", checkpoint(task, state, finished=True))
-    if best is not None or (task.best_from_first_epoch and not (run_dir / "best.pt").exists()):
-        ck.save_checkpoint(run_dir / "best.pt", checkpoint(task, state, finished=True))
+    ck.save_checkpoint(run_dir / LAST, checkpoint(task, state, finished=True))
+    if best is not None or (task.best_from_first_epoch and not (run_dir / BEST).exists()):
+        ck.save_checkpoint(run_dir / BEST, checkpoint(task, state, finished=True))
     rows.append(task.row(epoch, lr, loss, seconds, metrics))
-    write_metrics(run_dir / "metrics.csv", rows, task.columns)
+    RunDir(run_dir).write_metrics(rows, task.columns)
     task.plot(run_dir / "curve.png", rows)
     step = epoch + task.epoch_base
     tb.add_scalar("train/loss", loss, step)
@@ -327,6 +327,6 @@ def _save_interrupted(task: Task, state: RunState) -> None:
     """Ctrl-C or SIGTERM: stop the loader workers, keep the progress in ``last.pt``."""
     stop_loader_workers(task.loader)
     if task.dist.main:
-        ck.save_checkpoint(task.run_dir / "last.pt", checkpoint(task, state, finished=False))
+        ck.save_checkpoint(task.run_dir / LAST, checkpoint(task, state, finished=False))
         task.rep.line(f"{'terminated (SIGTERM)' if terminating() else 'interrupted'} at epoch {state.epoch + 1}, "
-                      f"iteration {state.iteration}: saved {task.run_dir / 'last.pt'}; continue with --resume")
+                      f"iteration {state.iteration}: saved {task.run_dir / LAST}; continue with --resume")

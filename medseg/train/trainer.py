@@ -20,13 +20,14 @@ from medseg.errors import InputError
 from medseg.model.config import TrainConfig, config_dict, load_config
 from medseg.model.device import autocast_dtype, resolve_device
 from medseg.model.network import build_network
-from medseg.plans import Plan, load_plan
+from medseg.plans import Plan
 from medseg.preprocess import Preprocessor
 from medseg.train.components import build_loss, build_optimizer, extension_anchor, set_lr
 from medseg.train.distributed import cleanup, init_distributed
 from medseg.train.loop import (EpochReporter, RunState, Task, check_run_dir, earlier_run, fit, resume_point,
                                start_state, unwrap)
-from medseg.train.rundir import metric_columns, plot_curve, write_json, write_yaml
+from medseg.model.rundir import CONFIG, PLAN, RUN_INFO, RunDir
+from medseg.train.curve import metric_columns, plot_curve
 from medseg.train.setup import loader_for, prepare
 from medseg.train.validation import validate
 
@@ -81,7 +82,7 @@ def _init_plan(init, dataset: Path) -> tuple[Plan, Path, dict]:
     src, ckpt_path = init_source(init)
     spec = load_dataset(dataset)
     plan = init_plan(src, spec.labels, spec.channels, spec.name)
-    old_labels = load_plan(src / "plan.yaml").dataset.labels
+    old_labels = RunDir(src, "--init").plan().dataset.labels
     roles = dataset_class_roles(spec)
     return (dataclasses.replace(plan, classes=ClassPolicy(roles.small_structures, plan.classes.small_structure_weight,
                                                           roles.keep_largest, roles.reasons)), ckpt_path, old_labels)
@@ -216,22 +217,23 @@ def _run(cfg, dataset, run_dir, epochs, dev, fold, resume, seed, plan_path, gpu_
 
 
 def _write_run_files(task: UNetTask, dataset: Path, fold, seed: int, init_info) -> None:
-    """config.yaml, plan.yaml, labels.json and run.json (:mod:`medseg.train.rundir`), and the
+    """config.yaml, plan.yaml, labels.json and run.json (:class:`medseg.model.rundir.RunDir`), and the
     plan's console line."""
     cfg, plan, run, run_dir = task.cfg, task.plan, task.run, task.run_dir
     from medseg.io.labels import LabelTable, write_labels
     from medseg.plans import save_plan
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(run_dir / "config.yaml", config_dict(cfg))
-    save_plan(plan, run_dir / "plan.yaml")
+    rd = RunDir(run_dir)
+    rd.write_yaml(CONFIG, config_dict(cfg))
+    save_plan(plan, rd.file(PLAN))
     write_labels(run_dir, LabelTable(task.labels, source=str(run_dir.resolve())),
                  {"channels": {str(k): v for k, v in plan.dataset.channels.items()}})
     task.rep.line(f"plan: {'CPU' if plan.device == 'cpu' else 'GPU'} plan, spacing "
                   f"{list(plan.preprocessing.target_spacing)} mm, patch {list(plan.training.patch_size)}, "
                   f"batch {plan.training.batch_size}, filters {plan.network.filters[0]}..{plan.network.filters[-1]}; "
                   f"small structures: {', '.join(plan.classes.small_structures) or 'none'}")
-    write_json(run_dir / "run.json", {"dataset": str(Path(dataset).resolve()), "fold": fold, "seed": seed,
-                                      "train": run.train_ids, "val": run.val_ids, "medseg_version": __version__,
-                                      "world_size": task.dist.world, "device": str(task.dev),
-                                      "cascade": config_dict(cfg)["cascade"], "init": init_info})
+    rd.write_json(RUN_INFO, {"dataset": str(Path(dataset).resolve()), "fold": fold, "seed": seed,
+                             "train": run.train_ids, "val": run.val_ids, "medseg_version": __version__,
+                             "world_size": task.dist.world, "device": str(task.dev),
+                             "cascade": config_dict(cfg)["cascade"], "init": init_info})

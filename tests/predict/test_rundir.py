@@ -177,3 +177,35 @@ def test_a_cascade_names_its_organ_model_in_its_messages(tiny_run, tmp_path):
     with pytest.raises(InputError, match=r"^--organ-model .*organs has no weights \(best.pt or last.pt\)"):
         cascade_model_id(run, BEST, None)
     assert cascade_model_id(run, BEST, tiny_run) == f"stage2-{_sha12(run / BEST)}+{model_id(tiny_run)}"
+
+
+def test_rundir_writers_round_trip_atomically_with_the_umask(tmp_path):
+    """What the trainers write through RunDir reads back with json / yaml / csv, leaves no
+    temporary file, and gets the umask's mode."""
+    import csv
+    import json
+    import os
+    import stat
+
+    import yaml
+
+    from medseg.model.rundir import CONFIG, METRICS, RUN_INFO, RunDir
+
+    old = os.umask(0o027)
+    try:
+        run = RunDir(tmp_path)
+        run.write_json(RUN_INFO, {"task": "instance", "fold": 0})
+        run.write_yaml(CONFIG, {"epochs": 3, "model": {"name": "maskrcnn"}})
+        run.write_metrics([{"epoch": 1, "lr": "0.001"}, {"epoch": 2, "lr": "0.0005"}], ["epoch", "lr"])
+    finally:
+        os.umask(old)
+    assert json.loads((tmp_path / RUN_INFO).read_text()) == {"task": "instance", "fold": 0}
+    assert yaml.safe_load((tmp_path / CONFIG).read_text()) == {"epochs": 3, "model": {"name": "maskrcnn"}}
+    with open(tmp_path / METRICS, newline="") as f:
+        assert list(csv.DictReader(f)) == [{"epoch": "1", "lr": "0.001"}, {"epoch": "2", "lr": "0.0005"}]
+    assert run.metrics_rows() == [{"epoch": "1", "lr": "0.001"}, {"epoch": "2", "lr": "0.0005"}]
+    assert RunDir(tmp_path / "new").metrics_rows() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([RUN_INFO, CONFIG, METRICS])
+    for name in (RUN_INFO, CONFIG, METRICS):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640
+    assert RunDir.open(tmp_path).task == "instance"
