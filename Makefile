@@ -28,27 +28,33 @@ $(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
 # faster with a GPU). Every step is a plain `medseg` command you can run yourself.
 DEMO       := demo_out
 DEMO_EPOCHS ?= 40
+DEMO_INSTANCE_EPOCHS ?= 4
 demo: venv
-	@echo; echo "==> 1/8 medseg info data_samples/ct_chest/CTChest4.nrrd (a real CT: geometry as read)"
+	@echo; echo "==> 1/9 medseg info data_samples/ct_chest/CTChest4.nrrd (a real CT: geometry as read)"
 	@$(BIN)/medseg info data_samples/ct_chest/CTChest4.nrrd
-	@echo; echo "==> 2/8 medseg phantoms: 64 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
+	@echo; echo "==> 2/9 medseg phantoms: 64 training + 4 held-out synthetic abdominal CTs (liver, spleen, kidney, tumours)"
 	@$(BIN)/medseg phantoms $(DEMO)/phantoms --cases 64 --seed 0
 	@$(BIN)/medseg phantoms $(DEMO)/heldout --cases 4 --seed 1
-	@echo; echo "==> 3/8 medseg check-dataset + plan (automatic: sized for this machine's CPU or GPU, class roles from the labels)"
+	@echo; echo "==> 3/9 medseg check-dataset + plan (automatic: sized for this machine's CPU or GPU, class roles from the labels)"
 	@$(BIN)/medseg check-dataset $(DEMO)/phantoms
 	@$(BIN)/medseg plan $(DEMO)/phantoms --out $(DEMO)/plan.yaml --overwrite
-	@echo; echo "==> 4/8 medseg train: organ + tumour 3D U-Net, $(DEMO_EPOCHS) epochs (configs/unet_tumor_cpu.yaml)"
+	@echo; echo "==> 4/9 medseg train: organ + tumour 3D U-Net, $(DEMO_EPOCHS) epochs (configs/unet_tumor_cpu.yaml)"
 	@rm -rf $(DEMO)/run $(DEMO)/phantoms/splits.json
 	@$(BIN)/medseg train --config configs/unet_tumor_cpu.yaml --dataset $(DEMO)/phantoms --plan $(DEMO)/plan.yaml \
 		--out $(DEMO)/run --epochs $(DEMO_EPOCHS)
-	@echo; echo "==> 5/8 medseg predict: the held-out phantoms and the real chest CT (batch, manifest, uncertainty)"
+	@echo; echo "==> 5/9 medseg predict: the held-out phantoms and the real chest CT (batch, manifest, uncertainty)"
 	@$(BIN)/medseg predict $(DEMO)/heldout/imagesTr data_samples/ct_chest/CTChest4.nrrd --model $(DEMO)/run \
 		--out $(DEMO)/predictions --uncertainty --overwrite
-	@echo; echo "==> 6/8 medseg evaluate + report: Dice / HD95 against the held-out references, overlays, curve"
+	@echo; echo "==> 6/9 medseg evaluate + report: Dice / HD95 against the held-out references, overlays, curve"
 	@$(BIN)/medseg report $(DEMO)/predictions --ref $(DEMO)/heldout/labelsTr --run $(DEMO)/run --out $(DEMO)/report --overwrite
-	@echo; echo "==> 7/8 medseg convert: the bundled MR DICOM series to NIfTI"
+	@echo; echo "==> 7/9 the instance model: a Mask R-CNN for the lesion class, trained from random weights for $(DEMO_INSTANCE_EPOCHS) short epochs (configs/maskrcnn_lesions_cpu.yaml; the 20-minute benchmark: BENCHMARKS.md), then the held-out phantoms"
+	@rm -rf $(DEMO)/instance_run
+	@$(BIN)/medseg train --config configs/maskrcnn_lesions_cpu.yaml --dataset $(DEMO)/phantoms --out $(DEMO)/instance_run \
+		--epochs $(DEMO_INSTANCE_EPOCHS)
+	@$(BIN)/medseg predict $(DEMO)/heldout/imagesTr --model $(DEMO)/instance_run --out $(DEMO)/instance_predictions --overwrite
+	@echo; echo "==> 8/9 medseg convert: the bundled MR DICOM series to NIfTI"
 	@$(BIN)/medseg convert data_samples/mr_brain_dicom $(DEMO)/mr_brain.nii.gz --overwrite
-	@echo; echo "==> 8/8 summary"
+	@echo; echo "==> 9/9 summary"
 	@$(BIN)/python -m medseg.demo_summary $(DEMO)
 
 test: venv
