@@ -62,13 +62,10 @@ def add_parser(sub, parents) -> None:
 def run(args: argparse.Namespace) -> int:
     from medseg.predict.batch import predict_folder
 
-    if args.organ_model is not None:
-        om = args.organ_model
-        if not om.is_dir() or not any((om / c).is_file() for c in ("best.pt", "last.pt")):
-            from medseg.errors import InputError
+    if args.organ_model is not None:  # checked before any case starts: the one run-directory message
+        from medseg.model.rundir import RunDir
 
-            raise InputError(f"--organ-model {om} is not a finished `medseg train` run (a folder with best.pt or "
-                             "last.pt); give the run directory of the stage-1 (organ) model")
+        RunDir(args.organ_model, "--organ-model").checkpoint()
 
     s = predict_folder(args.model, args.inputs, args.out, device=args.device, tta=args.tta, overlap=args.overlap,
                        fmt=args.fmt, uncertainty=args.uncertainty, resume=args.resume, overwrite=args.overwrite,

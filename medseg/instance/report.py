@@ -57,12 +57,13 @@ MAX_LEGEND = 12
 def is_instance_output(pred_dir: Path, run_dir: Path | None = None) -> bool:
     """True when ``pred_dir`` holds an instance model's predictions: ``run_dir``'s run.json says
     ``"task": "instance"``, or the folder holds ``<case>_lesions.csv`` tables."""
-    import json
+    from medseg.errors import InputError
+    from medseg.model.rundir import RunDir
 
-    if run_dir is not None and (Path(run_dir) / "run.json").is_file():
+    if run_dir is not None and RunDir(run_dir).info_path.is_file():
         try:
-            return json.loads((Path(run_dir) / "run.json").read_text()).get("task") == "instance"
-        except (OSError, ValueError):
+            return RunDir(run_dir).task == "instance"
+        except InputError:  # unreadable run.json or an unknown task: decide by the tables
             pass
     return any(Path(pred_dir).glob("*_lesions.csv"))
 

@@ -196,6 +196,8 @@ class RunDir:
     def checkpoint(self, name: str = BEST) -> Path:
         """The weights file ``name``; for ``best.pt`` (the default), ``last.pt`` when the run never
         validated. InputError when there is none."""
+        if not self.path.is_dir():
+            raise InputError(f"{self.where} is not a folder; give the --out folder of a `medseg train` run")
         names = (BEST, LAST) if name == BEST else (name,)
         for n in names:
             if self.file(n).is_file():

@@ -209,3 +209,11 @@ def test_rundir_writers_round_trip_atomically_with_the_umask(tmp_path):
     for name in (RUN_INFO, CONFIG, METRICS):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640
     assert RunDir.open(tmp_path).task == "instance"
+
+
+def test_organ_model_that_does_not_exist_is_one_clear_cli_error(tmp_path, cli):
+    """`medseg predict --organ-model` is checked before any case: a missing folder is exit 2 with
+    the RunDir message, no traceback."""
+    r = cli("predict", tmp_path, "--model", tmp_path, "--organ-model", tmp_path / "nowhere", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "--organ-model" in r.stderr and "is not a folder" in r.stderr
+    assert "Traceback" not in r.stderr
