@@ -56,7 +56,9 @@ class PlainProgress:
         return (f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.2f} {self.unit}/s{extra}, "
                 f"ETA {format_eta(eta)}")
 
-    def update(self, task=None, advance: int = 1, loss: str | None = None, **_ignored) -> None:
+    def update(self, task=None, advance: int = 1, loss: str | None = None, rate: str | None = None) -> None:
+        """The call of a rich ``Progress.update`` (``task`` and ``rate`` are accepted and unused:
+        the plain line computes its own rate)."""
         self.done += int(advance)
         now = time.monotonic()
         if now - self.last >= self.interval and self.done < self.total:
