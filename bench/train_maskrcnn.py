@@ -61,8 +61,7 @@ def _evaluate(run_dir: Path, test_ds: Path, unet_run: Path | None) -> dict:
 
     from medseg.data.layout import load_dataset
     from medseg.instance.extract import slice_instances
-    from medseg.instance.inference import assemble, detect
-    from medseg.instance.linking import SliceDetections
+    from medseg.instance.inference import assemble, detect, detection_floor
     from medseg.instance.predictor import InstancePredictor
     from medseg.instance.slices import image_to_model, labels_to_model, slice_record
     from medseg.io import read_volume
@@ -89,10 +88,8 @@ def _evaluate(run_dir: Path, test_ds: Path, unet_run: Path | None) -> dict:
         t0 = time.perf_counter()
         rec = slice_record(image, cfg.data.spacing_mm)
         vol = image_to_model(image, rec)
-        dets = detect(pred.model, vol, cfg, pred.device, min(thr, 0.05), pred.amp)
-        kept = [SliceDetections(d.masks[d.scores >= thr], d.labels[d.scores >= thr], d.scores[d.scores >= thr])
-                for d in dets]
-        res = assemble(kept, rec, cfg, pred.class_names)
+        dets = detect(pred.model, vol, cfg, pred.device, min(detection_floor(cfg), 0.05), pred.amp)
+        res = assemble(dets, rec, cfg, pred.class_names)  # the score thresholds of `medseg predict`
         secs += time.perf_counter() - t0
         slices += image.shape[2]
         lab_m = labels_to_model(label, rec, label_values)

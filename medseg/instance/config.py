@@ -122,6 +122,9 @@ class InstanceModelConfig:
         aspect_ratios: anchor height / width ratios, the same at every level.
         box_head_size: width of the two-layer box head (torchvision: 1024).
         mask_head_layers: 3 x 3 conv layers of the mask head (torchvision: 4), ``fpn_channels`` wide.
+        roi_sampling_ratio: bilinear samples per bin side of the box head's 7 x 7 RoIAlign
+            (torchvision: 2). 1 makes RoIAlign (whose backward is single-threaded on a CPU) about
+            4x cheaper; bins of the small RoIs lesions give are under a feature cell anyway.
         pretrained_weights: a LOCAL file: a torchvision Mask R-CNN state dict (e.g. the COCO
             file of ``maskrcnn_resnet50_fpn``) or ``best.pt`` / ``last.pt`` of a medseg run.
         trainable_backbone_layers: 0-5 backbone stages trained (5: all).
@@ -139,6 +142,7 @@ class InstanceModelConfig:
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     box_head_size: int = 256
     mask_head_layers: int = 2
+    roi_sampling_ratio: int = 2
     pretrained_weights: str | None = None
     trainable_backbone_layers: int = 5
     rpn_batch_size_per_image: int = 128
@@ -172,6 +176,8 @@ class InstanceModelConfig:
                 raise ConfigError(f"{where}.{name}: must be in (0, 1], got {getattr(self, name)}")
         if self.mask_head_layers < 1 or self.box_head_size < 8:
             raise ConfigError(f"{where}: mask_head_layers must be >= 1 and box_head_size >= 8")
+        if self.roi_sampling_ratio not in (1, 2, 3, 4):
+            raise ConfigError(f"{where}.roi_sampling_ratio: 1-4 samples per bin side, got {self.roi_sampling_ratio}")
 
 
 @dataclass
@@ -211,7 +217,12 @@ class InstanceInferenceConfig:
     Attributes:
         score_threshold: ``auto`` (default): the threshold that maximised validation lesion F1,
             stored by the training run (``RUN/best.pt``, ``RUN/threshold.json``); a number
-            (0-1) overrides it. Detections below it are dropped.
+            (0-1) overrides it. A 3D lesion is kept when its best slice detection scores at least
+            this.
+        link_score_threshold: detections scoring at least this (when lower than
+            ``score_threshold``) are linked into lesions, so a lesion keeps its fainter first and
+            last slices (hysteresis, :func:`medseg.instance.linking.link_lesions`); ``null``
+            (default): ``score_threshold``, i.e. every detection is thresholded on its own.
         val_score_threshold: validation keeps detections above this for AP50 (low, so that AP
             sees the whole precision-recall curve) and sweeps F1 over ``val_thresholds``.
         val_thresholds: score thresholds tried for the validation lesion F1.
@@ -225,6 +236,7 @@ class InstanceInferenceConfig:
     """
 
     score_threshold: float | Literal["auto"] = "auto"
+    link_score_threshold: float | None = None
     val_score_threshold: float = 0.05
     val_thresholds: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 10)])
     mask_threshold: float = 0.5
@@ -237,6 +249,9 @@ class InstanceInferenceConfig:
     def validate(self, where: str) -> None:
         if self.score_threshold != "auto" and not 0 <= self.score_threshold <= 1:
             raise ConfigError(f"{where}.score_threshold: auto or a number in [0, 1], got {self.score_threshold}")
+        if self.link_score_threshold is not None and not 0 <= self.link_score_threshold <= 1:
+            raise ConfigError(f"{where}.link_score_threshold: null or a number in [0, 1], got "
+                              f"{self.link_score_threshold}")
         if not self.val_thresholds or not all(0 <= t <= 1 for t in self.val_thresholds):
             raise ConfigError(f"{where}.val_thresholds: one or more numbers in [0, 1]")
         for name in ("val_score_threshold", "mask_threshold", "link_overlap", "organ_overlap"):

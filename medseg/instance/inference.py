@@ -9,6 +9,7 @@ validation both use these two functions, so they cannot drift apart.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from medseg.errors import Cancelled, GeometryError
 from medseg.instance.channels import intensity_range, slice_channels
 from medseg.instance.config import InstanceConfig
 from medseg.instance.lesions import lesion_rows
-from medseg.instance.linking import SliceDetections, link_slices
+from medseg.instance.linking import SliceDetections, link_lesions
 from medseg.instance.slices import instances_to_source
 from medseg.preprocess.pipeline import PreprocessRecord
 from medseg.volume import Volume
@@ -55,6 +56,10 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
     ``cfg.inference.mask_threshold``.
     """
     model.eval()
+    # boxes below the threshold are dropped inside the RoI heads, before the mask head runs on
+    # them (greedy NMS keeps the same boxes above it: only a higher score can suppress a box)
+    if hasattr(model, "roi_heads"):  # torchvision keeps scores > score_thresh
+        model.roi_heads.score_thresh = math.nextafter(float(score_threshold), -math.inf)
     n = volume.shape[2]
     scale = intensity_range(volume, cfg.data)
     bs = cfg.inference.batch_size
@@ -76,10 +81,26 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
     return out
 
 
+def lesion_threshold(cfg: InstanceConfig) -> float:
+    """The lesion score threshold of a config (0.5 while it is still ``auto``: a run that never
+    validated)."""
+    thr = cfg.inference.score_threshold
+    return 0.5 if thr == "auto" else float(thr)
+
+
+def detection_floor(cfg: InstanceConfig) -> float:
+    """The lowest detection score prediction needs: the link threshold when it is lower."""
+    link = cfg.inference.link_score_threshold
+    return lesion_threshold(cfg) if link is None else min(float(link), lesion_threshold(cfg))
+
+
 def assemble(detections: list[SliceDetections], rec: PreprocessRecord, cfg: InstanceConfig,
              class_names: dict[int, str], organ_mask: Volume | None = None,
              organ_labels: list[int] | None = None) -> Assembled:
     """Link detections into lesions on the source grid, filter, number and tabulate them.
+
+    Detections are linked and lesions kept with the score thresholds of ``cfg.inference``
+    (:func:`medseg.instance.linking.link_lesions`), so ``detections`` may hold lower scores.
 
     Args:
         detections: one per model-space slice (from :func:`detect`).
@@ -90,7 +111,8 @@ def assemble(detections: list[SliceDetections], rec: PreprocessRecord, cfg: Inst
         organ_labels: organ mask values that count as inside (default: every non-zero value).
     """
     inf = cfg.inference
-    ids_model, lesions = link_slices(detections, inf.link_overlap, inf.max_gap)
+    ids_model, lesions = link_lesions(detections, lesion_threshold(cfg), inf.link_score_threshold, inf.link_overlap,
+                                      inf.max_gap)
     if len(lesions) > np.iinfo(np.uint16).max:
         raise GeometryError(f"{len(lesions)} lesions do not fit a uint16 instance map; raise "
                             "inference.score_threshold")

@@ -3,7 +3,7 @@
 Columns (what ``OUT_DIR/<case>_lesions.csv`` holds):
 
 * ``id``: the object's value in the instance map (1..N); ``class``: its class name;
-  ``score``: the model's confidence (pixel-weighted mean of its slice detections, 0-1).
+  ``score``: the model's confidence (the score of its best slice detection, 0-1).
 * ``voxels``, ``volume_ml``: voxel count and voxels x voxel volume (|det| of the affine) / 1000.
 * ``first_slice``, ``last_slice``: lowest and highest index, 0-based, along the *stored*
   array's axial axis (the source axis closest to superior-inferior; for DICOM, medseg's slice

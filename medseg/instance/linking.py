@@ -16,14 +16,20 @@ Rules (what :func:`link_slices` does):
      predecessor (touching masks share no pixels);
    * a lesion **missed in a slice** is bridged when the gap is at most ``max_gap`` slices.
 
-3. A lesion's class is its detections' class; its score is the mean of their scores weighted
-   by their pixel counts. Lesion ids are 1..N in order of first appearance (lowest slice,
-   then detection order).
+3. A lesion's class is its detections' class; its score is its best detection's score (the
+   usual lesion-level confidence). Lesion ids are 1..N in order of first appearance (lowest
+   slice, then detection order).
+
+:func:`link_lesions` adds the score thresholds (hysteresis): detections scoring at least the
+*link* threshold are linked, and a lesion is kept when its best detection scores at least the
+*lesion* threshold. So a lesion seen clearly in one slice keeps its fainter first and last
+slices (which the 50%-coverage rule of lesion detection needs), while a faint detection alone
+makes no lesion. Without a link threshold both are the same, i.e. each detection is thresholded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -125,15 +131,44 @@ def link_slices(slices: list[SliceDetections], link_overlap: float = 0.3, max_ga
     # lesion ids by first appearance
     lesion_of: dict[int, int] = {}
     node_lesion = np.zeros(len(nodes) + 1, np.uint32)
-    score_sum: dict[int, float] = {}
+    peak: dict[int, float] = {}
     pix: dict[int, int] = {}
     for gid, (k, i) in enumerate(nodes):
         root = _find(parent, gid)
         lid = lesion_of.setdefault(root, len(lesion_of) + 1)
         node_lesion[gid + 1] = lid
-        score_sum[lid] = score_sum.get(lid, 0.0) + float(slices[k].scores[i]) * int(area[gid])
+        peak[lid] = max(peak.get(lid, 0.0), float(slices[k].scores[i]))
         pix[lid] = pix.get(lid, 0) + int(area[gid])
     ids = np.stack([node_lesion[m] for m in maps], axis=-1) if nodes else np.zeros((*shape, len(slices)), np.uint32)
-    lesions = {lid: Lesion(lid, label[root], score_sum[lid] / max(pix[lid], 1), pix[lid])
-               for root, lid in lesion_of.items()}
+    lesions = {lid: Lesion(lid, label[root], peak[lid], pix[lid]) for root, lid in lesion_of.items()}
     return ids.astype(np.uint32, copy=False), lesions
+
+
+def above(det: SliceDetections, threshold: float) -> SliceDetections:
+    """The detections of a slice scoring at least ``threshold``."""
+    keep = det.scores >= threshold
+    return SliceDetections(det.masks[keep], det.labels[keep], det.scores[keep])
+
+
+def link_lesions(slices: list[SliceDetections], score_threshold: float, link_score_threshold: float | None = None,
+                 link_overlap: float = 0.3, max_gap: int = 1, min_pixels: int = 1
+                 ) -> tuple[np.ndarray, dict[int, Lesion]]:
+    """3D lesions from detections with the score thresholds (hysteresis, module docstring).
+
+    Args:
+        slices: one :class:`SliceDetections` per slice (any scores; lower ones are dropped here).
+        score_threshold: a lesion is kept when its best detection scores at least this.
+        link_score_threshold: detections scoring at least ``min(this, score_threshold)`` are
+            linked; ``None``: ``score_threshold`` (every detection thresholded on its own).
+
+    Returns:
+        ``(ids, lesions)`` as :func:`link_slices`, the lesions kept renumbered 1..N in order.
+    """
+    floor = score_threshold if link_score_threshold is None else min(link_score_threshold, score_threshold)
+    ids, lesions = link_slices([above(d, floor) for d in slices], link_overlap, max_gap, min_pixels)
+    kept = [lid for lid in sorted(lesions) if lesions[lid].score >= score_threshold]
+    if len(kept) == len(lesions):
+        return ids, lesions
+    lut = np.zeros(len(lesions) + 1, np.uint32)
+    lut[kept] = np.arange(1, len(kept) + 1, dtype=np.uint32)
+    return lut[ids], {i + 1: replace(lesions[lid], id=i + 1) for i, lid in enumerate(kept)}

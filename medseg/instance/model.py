@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 import pickle
 import zipfile
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -126,13 +125,14 @@ def _construct(cfg: InstanceModelConfig, num_classes: int, spacing_mm) -> MaskRC
         head_norm = group_norm if cfg.norm == "group" else None
         model = MaskRCNN(
             backbone, num_classes=None, rpn_anchor_generator=anchors,
-            box_roi_pool=MultiScaleRoIAlign(names, 7, 2), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+            box_roi_pool=MultiScaleRoIAlign(names, 7, cfg.roi_sampling_ratio), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
             box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_size),
             box_predictor=FastRCNNPredictor(cfg.box_head_size, num_classes),
             mask_head=MaskRCNNHeads(c, [c] * cfg.mask_head_layers, 1, norm_layer=head_norm),
             mask_predictor=MaskRCNNPredictor(c, c, num_classes), **common)
     else:
         model = ARCHITECTURES[cfg.name](weights=None, weights_backbone=None, num_classes=num_classes, **common)
+        model.roi_heads.box_roi_pool.sampling_ratio = cfg.roi_sampling_ratio
         model.rpn.anchor_generator = anchors
         if len(cfg.aspect_ratios) != 3:  # the RPN head predicts one score per anchor of a location
             from torchvision.models.detection.rpn import RPNHead

@@ -17,7 +17,7 @@ import torch
 from medseg.config import load_yaml
 from medseg.errors import GeometryError, InputError
 from medseg.instance.config import instance_config_from_dict
-from medseg.instance.inference import assemble, detect
+from medseg.instance.inference import assemble, detect, detection_floor
 from medseg.instance.model import build_model, load_weights
 from medseg.instance.slices import image_to_model, slice_record
 from medseg.model import checkpoint as ck
@@ -129,9 +129,7 @@ class InstancePredictor(PredictorProtocol):
         rec = slice_record(first, self.cfg.data.spacing_mm)
         vol = image_to_model(first, rec)
         t1 = time.perf_counter()
-        thr = self.cfg.inference.score_threshold
-        dets = detect(self.model, vol, self.cfg, self.device, 0.5 if thr == "auto" else float(thr), self.amp,
-                      progress, cancel)
+        dets = detect(self.model, vol, self.cfg, self.device, detection_floor(self.cfg), self.amp, progress, cancel)
         t2 = time.perf_counter()
         res = assemble(dets, rec, self.cfg, self.class_names, organ_mask, self.organ_mask_labels)
         mask = Volume(res.ids.array, first.affine.copy(), {"model_id": self.model_id})

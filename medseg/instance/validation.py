@@ -4,9 +4,10 @@
   ``inference.val_score_threshold`` (low: 0.05) on every validation slice in model space,
   against that slice's reference instances (:func:`medseg.instance.extract.slice_instances`),
   IoU >= 0.5, COCO 101-point AP per class, then the mean over classes with references.
-* **3D lesion F1 over thresholds**: for each score threshold t in ``inference.val_thresholds``
-  the detections scoring >= t are linked into 3D lesions (:func:`medseg.instance.linking.link_slices`,
-  the rules prediction uses) and matched per class to the reference label's 26-connected
+* **3D lesion F1 over thresholds**: for each lesion score threshold t in
+  ``inference.val_thresholds`` the detections are linked into 3D lesions and those whose best
+  detection scores >= t are kept (:func:`medseg.instance.linking.link_lesions` with the
+  config's ``link_score_threshold``, the rules prediction uses), then matched per class to the reference label's 26-connected
   components with :func:`medseg.metrics.lesion_matching` (a lesion is found when half of it is
   covered); counts are pooled over cases and classes (:func:`medseg.metrics.detection_rates`).
   This is done in model space (the reference label resampled in-plane like the image), which
@@ -23,7 +24,7 @@ import numpy as np
 from medseg.instance.config import InstanceConfig
 from medseg.instance.extract import slice_instances
 from medseg.instance.inference import detect
-from medseg.instance.linking import SliceDetections, link_slices
+from medseg.instance.linking import link_lesions
 from medseg.instance.slices import image_to_model, labels_to_model, slice_record
 from medseg.metrics import MaskAP, detection_rates, lesion_matching
 from medseg.volume import Volume
@@ -59,15 +60,16 @@ def validate(model, cases: list[tuple[Volume, Volume]], cfg: InstanceConfig, cla
         rec = slice_record(image, cfg.data.spacing_mm)
         vol = image_to_model(image, rec)
         lab = labels_to_model(label, rec, label_values)
-        dets = detect(model, vol, cfg, device, min(inf.val_score_threshold, min(thresholds)), amp_dtype)
+        floor = min(inf.val_score_threshold, min(thresholds))
+        if inf.link_score_threshold is not None:
+            floor = min(floor, inf.link_score_threshold)
+        dets = detect(model, vol, cfg, device, floor, amp_dtype)
         for k, d in enumerate(dets):
             ref = slice_instances(lab[:, :, k], class_map, cfg.data.connectivity, cfg.data.min_instance_pixels)
             keep = d.scores >= inf.val_score_threshold
             ap.add(d.masks[keep], d.labels[keep], d.scores[keep], ref["masks"].astype(bool), ref["labels"])
         for t in thresholds:
-            kept = [SliceDetections(d.masks[d.scores >= t], d.labels[d.scores >= t], d.scores[d.scores >= t])
-                    for d in dets]
-            ids, lesions = link_slices(kept, inf.link_overlap, inf.max_gap)
+            ids, lesions = link_lesions(dets, t, inf.link_score_threshold, inf.link_overlap, inf.max_gap)
             lesion_class = np.zeros(len(lesions) + 1, np.int64)
             for lid, les in lesions.items():
                 lesion_class[lid] = les.label

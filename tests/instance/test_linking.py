@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from medseg.instance.linking import SliceDetections, link_slices
+from medseg.instance.linking import SliceDetections, link_lesions, link_slices
 
 SHAPE = (20, 20)
 
@@ -62,12 +62,29 @@ def test_overlap_threshold_classes_and_scores():
     assert len(link_slices([_slice(a), _slice(b)], link_overlap=0.2)[1]) == 1
     # Another class never links.
     assert len(link_slices([_slice(a, labels=[1]), _slice(a, labels=[2])])[1]) == 2
-    # Within a slice, the higher score owns the overlap; the lesion score is pixel-weighted.
+    # Within a slice, the higher score owns the overlap; a lesion's score is its best detection's.
     ids, lesions = link_slices([_slice(_box(0, 10, 0, 10), _box(0, 10, 5, 15), scores=[0.6, 0.8])])
     assert ids[5, 7, 0] == 2 and (ids[:, :, 0] == 1).sum() == 50 and (ids[:, :, 0] == 2).sum() == 100
     assert lesions[1].score == np.float32(0.6) and abs(lesions[2].score - 0.8) < 1e-6
     ids, lesions = link_slices([_slice(a, scores=[0.5]), _slice(_box(0, 5, 0, 10), scores=[1.0])])
-    assert abs(lesions[1].score - (0.5 * 100 + 1.0 * 50) / 150) < 1e-6
+    assert lesions[1].score == 1.0 and lesions[1].pixels == 150
+
+
+def test_link_lesions_hysteresis():
+    """Two thresholds: faint slices join a lesion that is clear somewhere, a faint lesion alone
+    is dropped, and without a link threshold every detection is thresholded on its own."""
+    a, b = _box(0, 8, 0, 8), _box(12, 20, 12, 20)  # 64 pixels each
+    # lesion A: scores 0.4, 0.9, 0.4 over slices 0-2; lesion B: 0.4 in slice 1 only
+    slices = [_slice(a, scores=[0.4]), _slice(a, b, scores=[0.9, 0.4]), _slice(a, scores=[0.4])]
+    ids, lesions = link_lesions(slices, 0.8, link_score_threshold=0.3)
+    assert list(lesions) == [1] and lesions[1].score == np.float32(0.9)
+    assert (ids == 1).sum() == 192 and ids[15, 15, 1] == 0  # A on all 3 slices, B gone
+    ids, lesions = link_lesions(slices, 0.8)  # per detection: only the 0.9 slice
+    assert list(lesions) == [1] and (ids == 1).sum() == 64 and ids[5, 5, 1] == 1 and not ids[:, :, 0].any()
+    ids, lesions = link_lesions(slices, 0.3, link_score_threshold=0.5)  # link above the lesion threshold: no effect
+    assert len(lesions) == 2 and (ids == 1).sum() == 192 and (ids == 2).sum() == 64
+    ids, lesions = link_lesions(slices, 0.95, link_score_threshold=0.3)
+    assert lesions == {} and not ids.any()
 
 
 def test_no_detections_anywhere():

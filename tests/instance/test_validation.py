@@ -119,3 +119,27 @@ def test_the_threshold_decides_which_detections_become_lesions(tmp_path):
         assert len(res.tables["lesions"]) == n
         if n == 2:
             np.testing.assert_array_equal(res.mask.array > 0, label.array == 2)
+
+
+def test_link_threshold_keeps_a_lesions_faint_ends():
+    """One ball (radius 3 voxels, 123 voxels over 7 slices) bright (score 0.8) only in its centre
+    slice (29 voxels) and dim (0.3) elsewhere, and a dim decoy. Thresholding each detection at
+    t = 0.6 keeps the centre slice only: 29/123 < half the lesion -> missed (F1 0). With
+    ``link_score_threshold: 0.2`` the dim slices join the lesion, whose best score 0.8 keeps it,
+    and the decoy (best 0.3) is dropped -> F1 1."""
+    x, y, z = np.meshgrid(*[np.arange(n) for n in (40, 40, 9)], indexing="ij")
+    hu = np.full((40, 40, 9), 40, np.int16)
+    lab = np.ones((40, 40, 9), np.uint8)
+    ball = (x - 12) ** 2 + (y - 12) ** 2 + (z - 4) ** 2 <= 9
+    hu[ball], lab[ball] = 100, 2
+    hu[ball & (z == 4)] = 200
+    hu[((x - 28) ** 2 + (y - 28) ** 2 + (z - 4) ** 2) <= 4] = 100
+    case = (Volume(hu, np.eye(4)), Volume(lab, np.eye(4)))
+    assert ball.sum() == 123 and (ball & (z == 4)).sum() == 29
+    cfg = _cfg()
+    cfg.inference.val_thresholds = [0.6]
+    plain = validate(ScoredBlobNet(), [case], cfg, {"lesion": 2}, [0, 1, 2], torch.device("cpu"))
+    assert plain["lesion_f1"] == 0.0 and plain["lesion_precision"] == 1.0
+    cfg.inference.link_score_threshold = 0.2
+    linked = validate(ScoredBlobNet(), [case], cfg, {"lesion": 2}, [0, 1, 2], torch.device("cpu"))
+    assert linked["lesion_f1"] == 1.0 and linked["score_threshold"] == 0.6
