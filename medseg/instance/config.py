@@ -38,7 +38,11 @@ class InstanceDataConfig:
             slices). Slices smaller than a crop are padded with air (every channel 0).
         lesion_crop_fraction: share of crops centred on a lesion (a random per-slice instance,
             centre jittered by up to ``crop_jitter`` x ``crop_px`` per axis); the others are
-            placed at random inside the labelled region (organ box) of a random slice.
+            negatives, placed as ``negative_crops`` says.
+        negative_crops: ``structures`` (default): centred on a random voxel of one of the
+            case's other labels (organs) or of its labelled box, drawn uniformly, so every
+            structure the model could mistake for a lesion is seen, however small; ``box``: at
+            random inside the labelled region (organ box) of a random slice.
         crop_jitter: fraction of ``crop_px`` (0-0.5).
         empty_slice_rate: with ``crop_px: 0`` only: fraction of the slices without instances used
             per epoch (0-1).
@@ -59,6 +63,7 @@ class InstanceDataConfig:
     crop_px: int = 160
     lesion_crop_fraction: float = 0.7
     crop_jitter: float = 0.3
+    negative_crops: Literal["structures", "box"] = "structures"
     empty_slice_rate: float = 0.1
     connectivity: Literal[4, 8] = 8
     min_instance_pixels: int = 3

@@ -6,9 +6,12 @@ plus uint8 labels, with the centres of its per-slice instances and its labelled 
 
 Crops (``data.crop_px`` > 0): each item of an epoch is a ``crop_px x crop_px`` window of one
 slice. A share ``lesion_crop_fraction`` is centred on a random per-slice instance, the centre
-jittered uniformly by up to ``crop_jitter x crop_px`` pixels per axis; the others are placed at
-a uniformly random centre inside the case's labelled box (all foreground labels: the organs)
-on a uniformly random slice. Windows reaching outside the slice are padded with air (every
+jittered uniformly by up to ``crop_jitter x crop_px`` pixels per axis. The others are
+negatives: with ``negative_crops: structures`` (default) each is centred on a random voxel of a
+structure drawn uniformly from the case's other labels (its organs) and "the labelled box", so
+a small organ (a kidney, whose medulla looks like a hypodense lesion) is seen as often as the
+large one around the lesions; with ``box`` (and for the box choice) at a uniformly random
+centre inside the case's labelled box (all foreground labels) on a uniformly random slice. Windows reaching outside the slice are padded with air (every
 channel 0), so every crop has the same size. With ``crop_px: 0`` the items are whole slices:
 every slice holding an instance plus a random share ``empty_slice_rate`` of the others.
 
@@ -18,7 +21,8 @@ item position), so a resumed run sees the very batches it would have seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,6 +50,9 @@ class SliceCase:
         with_instances: int ``(n,)`` indices of the slices holding an instance.
         centres: int ``(m, 3)`` rows ``(k, x, y)``: the centre of every per-slice instance.
         box: ``(x0, x1, y0, y1)`` labelled in-plane box (all foreground labels), end exclusive.
+        structures: label value -> int ``(n, 3)`` rows ``(k, x, y)``: up to
+            :data:`STRUCTURE_SAMPLES` random voxels of each non-lesion foreground label (the
+            centres of negative crops).
     """
 
     case_id: str
@@ -55,6 +62,27 @@ class SliceCase:
     with_instances: np.ndarray
     centres: np.ndarray
     box: tuple[int, int, int, int]
+    structures: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+#: Voxels kept per structure and case as negative-crop centres (a seeded sample).
+STRUCTURE_SAMPLES = 4096
+
+
+def structure_voxels(label: np.ndarray, class_values: list[int], case_id: str) -> dict[int, np.ndarray]:
+    """Label value -> ``(n, 3)`` int rows ``(k, x, y)``: a sample (seeded by ``case_id``) of up to
+    :data:`STRUCTURE_SAMPLES` voxels of each foreground label that is not a lesion class."""
+    rng = np.random.default_rng(zlib.crc32(case_id.encode()))
+    out = {}
+    for v in np.unique(label).tolist():
+        if v == 0 or v in class_values:
+            continue
+        idx = np.flatnonzero(label.ravel() == v)
+        if len(idx) > STRUCTURE_SAMPLES:
+            idx = np.sort(rng.choice(idx, STRUCTURE_SAMPLES, replace=False))
+        x, y, k = np.unravel_index(idx, label.shape)
+        out[int(v)] = np.stack([k, x, y], axis=1).astype(np.int64)
+    return out
 
 
 def instance_centres(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> np.ndarray:
@@ -81,7 +109,8 @@ def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], labe
     xs, ys = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
     box = (int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1) if len(xs) else (0, lab.shape[0], 0, lab.shape[1])
     return SliceCase(case.case_id, arr, lab, intensity_range(arr, cfg), np.flatnonzero(has),
-                     instance_centres(lab, class_values, cfg.connectivity), box)
+                     instance_centres(lab, class_values, cfg.connectivity), box,
+                     structure_voxels(lab, class_values, case.case_id))
 
 
 def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoch: int, needed: int) -> list[Item]:
@@ -100,9 +129,16 @@ def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoc
         else:
             ci = int(rng.integers(len(cases)))
             case = cases[ci]
-            k = int(rng.integers(case.image.shape[2]))
-            x0, x1, y0, y1 = case.box
-            cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+            pick = len(case.structures)  # the labelled box
+            if cfg.negative_crops == "structures" and case.structures:
+                pick = int(rng.integers(len(case.structures) + 1))
+            if pick < len(case.structures):
+                rows = case.structures[sorted(case.structures)[pick]]
+                k, cx, cy = (int(v) for v in rows[int(rng.integers(len(rows)))])
+            else:
+                k = int(rng.integers(case.image.shape[2]))
+                x0, x1, y0, y1 = case.box
+                cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
         out.append((int(ci), int(k), int(round(cx - size / 2)), int(round(cy - size / 2))))
     return out
 

@@ -122,3 +122,31 @@ def test_config_validation_names_key_and_values(tmp_path):
         cfg = load_instance_config(preset)
         assert cfg.data.classes == "auto" and cfg.inference.score_threshold == "auto"   # no dataset label names
     assert InstanceDataConfig().classes == "auto" and InstanceDataConfig().channels == "windows"
+
+
+def test_negative_crops_visit_every_structure_however_small():
+    """A large organ (label 1: 60 x 60 px on 10 slices) and a small one (label 3: 4 x 4 px on 2
+    slices) beside one lesion (label 4). With ``negative_crops: structures`` the negatives are
+    centred on a voxel of organ 1, of organ 3, or in the labelled box, about a third each, so the
+    small organ (0.2% of the labelled voxels) is seen as often as the large one."""
+    from medseg.instance.dataset import structure_voxels
+
+    shape = (100, 100, 12)
+    label = np.zeros(shape, np.uint8)
+    label[20:80, 20:80, 1:11] = 1
+    label[90:94, 5:9, 5:7] = 3
+    label[40:44, 40:44, 5] = 4
+    structures = structure_voxels(label, [4], "case")
+    assert sorted(structures) == [1, 3] and len(structures[3]) == 32 and len(structures[1]) == 4096
+    k, x, y = structures[1].T
+    assert (label[x, y, k] == 1).all()
+    case = SliceCase("a", np.zeros(shape, np.float32), label, None, np.array([5]), np.array([[5, 42, 42]]),
+                     (5, 94, 5, 80), structures)
+    cfg = InstanceDataConfig(crop_px=32, lesion_crop_fraction=0.0)
+    order = epoch_order([case], cfg, seed=0, epoch=0, needed=3000)
+    centres = [(k, x0 + 16, y0 + 16) for _, k, x0, y0 in order]
+    small = sum(label[x, y, k] == 3 for k, x, y in centres) / len(centres)
+    large = sum(label[x, y, k] == 1 for k, x, y in centres) / len(centres)
+    assert 0.28 <= small <= 0.39 and large >= 0.3  # the box third adds some organ-1 centres
+    old = epoch_order([case], InstanceDataConfig(crop_px=32, lesion_crop_fraction=0.0, negative_crops="box"), 0, 0, 3000)
+    assert sum(label[x0 + 16, y0 + 16, k] == 3 for _, k, x0, y0 in old) / 3000 < 0.01
