@@ -9,7 +9,6 @@ validation both use these two functions, so they cannot drift apart.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,8 +57,8 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
     model.eval()
     # boxes below the threshold are dropped inside the RoI heads, before the mask head runs on
     # them (greedy NMS keeps the same boxes above it: only a higher score can suppress a box)
-    if hasattr(model, "roi_heads"):  # torchvision keeps scores > score_thresh
-        model.roi_heads.score_thresh = math.nextafter(float(score_threshold), -math.inf)
+    if hasattr(model, "roi_heads"):  # torchvision keeps scores > score_thresh, compared in float32
+        model.roi_heads.score_thresh = float(np.nextafter(np.float32(score_threshold), np.float32(-np.inf)))
     n = volume.shape[2]
     scale = intensity_range(volume, cfg.data)
     bs = cfg.inference.batch_size

@@ -107,6 +107,29 @@ def test_cpu_model_parts_follow_the_config():
     assert [s[0] for s in r34.rpn.anchor_generator.sizes] == [2, 4, 8, 16]
     frozen = build_model(InstanceModelConfig(norm="frozen"), 2)
     assert isinstance(frozen.backbone.body.bn1, FrozenBatchNorm2d)
+    assert m.roi_heads.box_roi_pool.sampling_ratio == 2 and m.roi_heads.mask_roi_pool.sampling_ratio == 2
+    one = build_model(InstanceModelConfig(roi_sampling_ratio=1), 2)
+    assert one.roi_heads.box_roi_pool.sampling_ratio == 1 and one.roi_heads.mask_roi_pool.sampling_ratio == 2
+
+
+def test_detect_with_a_threshold_keeps_what_filtering_afterwards_keeps():
+    """``detect`` drops low scores inside the RoI heads (before the mask head): the detections it
+    keeps at a threshold t are those it finds at 0.01 and then filters at t, masks included."""
+    from medseg.instance.config import instance_config_from_dict
+    from medseg.instance.inference import detect
+    from tests.instance.conftest import TINY
+
+    cfg = instance_config_from_dict(TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2, spacing_mm=cfg.data.spacing_mm)
+    vol = np.random.default_rng(0).normal(40, 60, (40, 36, 3)).astype(np.float32)
+    low = detect(model, vol, cfg, torch.device("cpu"), 0.01)
+    t = float(np.median(np.concatenate([d.scores for d in low])))  # keeps about half
+    high = detect(model, vol, cfg, torch.device("cpu"), t)
+    assert sum(len(d.scores) for d in low) > sum(len(d.scores) for d in high) > 0
+    for lo, hi in zip(low, high):
+        keep = lo.scores >= t
+        assert np.array_equal(lo.scores[keep], hi.scores) and np.array_equal(lo.masks[keep], hi.masks)
 
 
 def test_images_are_padded_with_air():
