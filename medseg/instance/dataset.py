@@ -11,8 +11,9 @@ negatives: with ``negative_crops: structures`` (default) each is centred on a ra
 structure drawn uniformly from the case's other labels (its organs) and "the labelled box", so
 a small organ (a kidney, whose medulla looks like a hypodense lesion) is seen as often as the
 large one around the lesions; with ``box`` (and for the box choice) at a uniformly random
-centre inside the case's labelled box (all foreground labels) on a uniformly random slice. Windows reaching outside the slice are padded with air (every
-channel 0), so every crop has the same size. With ``crop_px: 0`` the items are whole slices:
+centre inside the case's labelled box (all foreground labels) on a uniformly random slice.
+Windows reaching outside the slice are padded with air (every channel 0), so every crop has
+the same size. With ``crop_px: 0`` the items are whole slices:
 every slice holding an instance plus a random share ``empty_slice_rate`` of the others.
 
 The plan is a function of (seed, epoch) only and flips / intensity offsets of (seed, epoch,

@@ -125,7 +125,8 @@ def _construct(cfg: InstanceModelConfig, num_classes: int, spacing_mm) -> MaskRC
         head_norm = group_norm if cfg.norm == "group" else None
         model = MaskRCNN(
             backbone, num_classes=None, rpn_anchor_generator=anchors,
-            box_roi_pool=MultiScaleRoIAlign(names, 7, cfg.roi_sampling_ratio), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+            box_roi_pool=MultiScaleRoIAlign(names, 7, cfg.roi_sampling_ratio),
+            mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
             box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_size),
             box_predictor=FastRCNNPredictor(cfg.box_head_size, num_classes),
             mask_head=MaskRCNNHeads(c, [c] * cfg.mask_head_layers, 1, norm_layer=head_norm),

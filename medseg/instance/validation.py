@@ -7,8 +7,8 @@
 * **3D lesion F1 over thresholds**: for each lesion score threshold t in
   ``inference.val_thresholds`` the detections are linked into 3D lesions and those whose best
   detection scores >= t are kept (:func:`medseg.instance.linking.link_lesions` with the
-  config's ``link_score_threshold``, the rules prediction uses), then matched per class to the reference label's 26-connected
-  components with :func:`medseg.metrics.lesion_matching` (a lesion is found when half of it is
+  config's ``link_score_threshold``, the rules prediction uses), then matched per class to
+  the reference label's 26-connected components with :func:`medseg.metrics.lesion_matching` (a lesion is found when half of it is
   covered); counts are pooled over cases and classes (:func:`medseg.metrics.detection_rates`).
   This is done in model space (the reference label resampled in-plane like the image), which
   avoids resampling every candidate lesion to the source grid for every threshold (an untrained
