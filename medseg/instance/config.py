@@ -39,6 +39,10 @@ class InstanceDataConfig:
         lesion_crop_fraction: share of crops centred on a lesion (a random per-slice instance,
             centre jittered by up to ``crop_jitter`` x ``crop_px`` per axis); the others are
             negatives, placed as ``negative_crops`` says.
+        lesion_sampling: how lesion crops pick their instance: ``slices`` (default): a per-slice
+            instance drawn uniformly, so a lesion is seen in proportion to its slice count;
+            ``lesions``: a 3D lesion (26-connected) drawn uniformly, then one of its slices, so
+            small lesions, the hard ones for lesion-wise F1, are seen as often as large ones.
         negative_crops: ``structures`` (default): centred on a random voxel of one of the
             case's other labels (organs) or of its labelled box, drawn uniformly, so every
             structure the model could mistake for a lesion is seen, however small; ``box``: at
@@ -49,6 +53,8 @@ class InstanceDataConfig:
         connectivity: 4 or 8 (pixels) for the per-slice components.
         min_instance_pixels: smaller components are not instances (model-space pixels).
         flip: random left-right / anterior-posterior flips of training crops.
+        rotate90: random x <-> y transposes of training crops; with ``flip``, every one of the
+            8 in-plane rotations / reflections by 90 degrees is drawn equally often.
         intensity_jitter: random offset of the input channels, +- this (fraction of the [0, 1]
             range), per crop.
     """
@@ -63,11 +69,13 @@ class InstanceDataConfig:
     crop_px: int = 160
     lesion_crop_fraction: float = 0.7
     crop_jitter: float = 0.3
+    lesion_sampling: Literal["slices", "lesions"] = "slices"
     negative_crops: Literal["structures", "box"] = "structures"
     empty_slice_rate: float = 0.1
     connectivity: Literal[4, 8] = 8
     min_instance_pixels: int = 3
     flip: bool = True
+    rotate90: bool = False
     intensity_jitter: float = 0.03
 
     def validate(self, where: str) -> None:

@@ -5,8 +5,10 @@ resampled in-plane (:mod:`medseg.instance.slices`), and kept in memory as float3
 plus uint8 labels, with the centres of its per-slice instances and its labelled box.
 
 Crops (``data.crop_px`` > 0): each item of an epoch is a ``crop_px x crop_px`` window of one
-slice. A share ``lesion_crop_fraction`` is centred on a random per-slice instance, the centre
-jittered uniformly by up to ``crop_jitter x crop_px`` pixels per axis. The others are
+slice. A share ``lesion_crop_fraction`` is centred on a per-slice instance, drawn uniformly
+(``lesion_sampling: slices``) or from a uniformly drawn 3D lesion (``lesions``: a lesion on two
+slices is seen as often as one on ten), the centre jittered uniformly by up to
+``crop_jitter x crop_px`` pixels per axis. The others are
 negatives: with ``negative_crops: structures`` (default) each is centred on a random voxel of a
 structure drawn uniformly from the case's other labels (its organs) and "the labelled box", so
 a small organ (a kidney, whose medulla looks like a hypodense lesion) is seen as often as the
@@ -16,8 +18,8 @@ Windows reaching outside the slice are padded with air (every channel 0), so eve
 the same size. With ``crop_px: 0`` the items are whole slices:
 every slice holding an instance plus a random share ``empty_slice_rate`` of the others.
 
-The plan is a function of (seed, epoch) only and flips / intensity offsets of (seed, epoch,
-item position), so a resumed run sees the very batches it would have seen.
+The plan is a function of (seed, epoch) only and flips / transposes / intensity offsets of
+(seed, epoch, item position), so a resumed run sees the very batches it would have seen.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class SliceCase:
         structures: label value -> int ``(n, 3)`` rows ``(k, x, y)``: up to
             :data:`STRUCTURE_SAMPLES` random voxels of each non-lesion foreground label (the
             centres of negative crops).
+        lesion_of: int ``(m,)``: the 3D lesion (index within the case) of each row of
+            ``centres`` (:func:`instance_lesions`); None: each row is its own lesion.
     """
 
     case_id: str
@@ -64,6 +68,7 @@ class SliceCase:
     centres: np.ndarray
     box: tuple[int, int, int, int]
     structures: dict[int, np.ndarray] = field(default_factory=dict)
+    lesion_of: np.ndarray | None = None
 
 
 #: Voxels kept per structure and case as negative-crop centres (a seeded sample).
@@ -89,14 +94,28 @@ def structure_voxels(label: np.ndarray, class_values: list[int], case_id: str) -
 def instance_centres(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> np.ndarray:
     """``(m, 3)`` int rows ``(k, x, y)``: rounded centre of mass of every per-slice connected
     component of ``class_values`` in a model-space label ``(X, Y, K)``."""
+    return _instances(label, class_values, connectivity)[0]
+
+
+def instance_lesions(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> np.ndarray:
+    """``(m,)`` int: for each row of :func:`instance_centres`, the index (0-based) of the 3D
+    lesion it belongs to: the 26-connected component of ``class_values`` holding it."""
+    return _instances(label, class_values, connectivity)[1]
+
+
+def _instances(label: np.ndarray, class_values: list[int], connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
     fg = np.isin(label, class_values)
-    out = []
+    lesions3d, _ = ndimage.label(fg, np.ones((3, 3, 3), bool))
+    out, owner = [], []
     for k in np.flatnonzero(fg.any(axis=(0, 1))):
         cc, n = ndimage.label(fg[:, :, k], structure=structure)
-        for c in ndimage.center_of_mass(fg[:, :, k], cc, range(1, n + 1)):
+        ids = range(1, n + 1)
+        # a per-slice component lies in exactly one 26-connected component: any voxel names it
+        owner += [int(v) - 1 for v in ndimage.maximum(lesions3d[:, :, k], cc, ids)]
+        for c in ndimage.center_of_mass(fg[:, :, k], cc, ids):
             out.append((int(k), int(round(c[0])), int(round(c[1]))))
-    return np.asarray(out, np.int64).reshape(-1, 3)
+    return np.asarray(out, np.int64).reshape(-1, 3), np.asarray(owner, np.int64)
 
 
 def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], label_values: list[int]) -> SliceCase:
@@ -109,9 +128,9 @@ def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], labe
     fg = lab.any(axis=2)
     xs, ys = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
     box = (int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1) if len(xs) else (0, lab.shape[0], 0, lab.shape[1])
-    return SliceCase(case.case_id, arr, lab, intensity_range(arr, cfg), np.flatnonzero(has),
-                     instance_centres(lab, class_values, cfg.connectivity), box,
-                     structure_voxels(lab, class_values, case.case_id))
+    centres, owner = _instances(lab, class_values, cfg.connectivity)
+    return SliceCase(case.case_id, arr, lab, intensity_range(arr, cfg), np.flatnonzero(has), centres, box,
+                     structure_voxels(lab, class_values, case.case_id), owner)
 
 
 def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoch: int, needed: int) -> list[Item]:
@@ -120,11 +139,12 @@ def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoc
     if cfg.crop_px == 0:
         return _slice_order(cases, cfg.empty_slice_rate, rng, needed)
     size = cfg.crop_px
-    lesions = [(ci, *c) for ci, case in enumerate(cases) for c in case.centres.tolist()]
+    lesions = _lesion_pool(cases, cfg.lesion_sampling)
     out: list[Item] = []
     for _ in range(needed):
         if lesions and rng.random() < cfg.lesion_crop_fraction:
-            ci, k, x, y = lesions[int(rng.integers(len(lesions)))]
+            rows = lesions[int(rng.integers(len(lesions)))]
+            ci, k, x, y = rows[int(rng.integers(len(rows)))] if len(rows) > 1 else rows[0]
             j = cfg.crop_jitter * size
             cx, cy = x + rng.uniform(-j, j), y + rng.uniform(-j, j)
         else:
@@ -142,6 +162,19 @@ def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoc
                 cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
         out.append((int(ci), int(k), int(round(cx - size / 2)), int(round(cy - size / 2))))
     return out
+
+
+def _lesion_pool(cases: list[SliceCase], sampling: str) -> list[list[tuple[int, int, int, int]]]:
+    """The groups a lesion crop is drawn from (a group uniformly, then one of its rows), rows
+    ``(case index, k, x, y)``: one group per per-slice instance (``slices``), or one per 3D
+    lesion holding its per-slice instances (``lesions``)."""
+    groups: dict[tuple[int, int], list] = {}
+    for ci, case in enumerate(cases):
+        owner = case.lesion_of if sampling == "lesions" and case.lesion_of is not None else None
+        for j, c in enumerate(case.centres.tolist()):
+            key = (ci, int(owner[j]) if owner is not None else j)
+            groups.setdefault(key, []).append((ci, *c))
+    return list(groups.values())
 
 
 def _slice_order(cases: list[SliceCase], rate: float, rng: np.random.Generator, needed: int) -> list[Item]:
@@ -170,10 +203,11 @@ def _window(a: np.ndarray, x0: int, y0: int, size: int, fill) -> np.ndarray:
 
 
 def make_sample(case: SliceCase, item: Item, cfg: InstanceDataConfig, class_map: dict[int, int],
-                flip: tuple[bool, bool] = (False, False), offset: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """Image ``(3, S, S)`` (or ``(3, X, Y)`` for whole slices) float32 in [0, 1] and the
-    torchvision target of one item, flipped along x and/or y when asked, channels shifted by
-    ``offset`` (then clipped to [0, 1])."""
+                flip: tuple[bool, bool] = (False, False), offset: float = 0.0,
+                transpose: bool = False) -> tuple[torch.Tensor, dict]:
+    """Image ``(3, S, S)`` (or ``(3, X, Y)`` for whole slices; ``(3, Y, X)`` transposed) float32
+    in [0, 1] and the torchvision target of one item, flipped along x and/or y when asked, then
+    x and y swapped when ``transpose``, channels shifted by ``offset`` (then clipped to [0, 1])."""
     _, k, x0, y0 = item
     img = slice_channels(case.image, k, cfg, case.scale)
     lab = case.label[:, :, k]
@@ -183,6 +217,8 @@ def make_sample(case: SliceCase, item: Item, cfg: InstanceDataConfig, class_map:
     for axis, f in enumerate(flip):
         if f:
             img, lab = np.flip(img, axis + 1), np.flip(lab, axis)
+    if transpose:
+        img, lab = img.transpose(0, 2, 1), lab.T
     if offset:
         img = np.clip(img + np.float32(offset), 0, 1)
     t = slice_instances(np.ascontiguousarray(lab), class_map, cfg.connectivity, cfg.min_instance_pixels)
@@ -193,14 +229,14 @@ def make_sample(case: SliceCase, item: Item, cfg: InstanceDataConfig, class_map:
 
 def make_batch(cases: list[SliceCase], items: list[Item], cfg: InstanceDataConfig,
                class_map: dict[int, int], seed: int, epoch: int, first_index: int):
-    """Images and targets for ``items``; flips and intensity offsets are drawn from (seed,
+    """Images and targets for ``items``; flips, transposes and intensity offsets are drawn from (seed,
     epoch, item position)."""
     images, targets = [], []
     for j, item in enumerate(items):
-        r = np.random.default_rng([seed, epoch, first_index + j, 7]).random(3)
+        r = np.random.default_rng([seed, epoch, first_index + j, 7]).random(4)
         flip = (bool(r[0] < 0.5), bool(r[1] < 0.5)) if cfg.flip else (False, False)
         offset = float((2 * r[2] - 1) * cfg.intensity_jitter)
-        img, tgt = make_sample(cases[item[0]], item, cfg, class_map, flip, offset)
+        img, tgt = make_sample(cases[item[0]], item, cfg, class_map, flip, offset, cfg.rotate90 and bool(r[3] < 0.5))
         images.append(img)
         targets.append(tgt)
     return images, targets

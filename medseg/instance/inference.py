@@ -9,6 +9,7 @@ validation both use these two functions, so they cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,29 +56,44 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
     ``cfg.inference.mask_threshold``.
     """
     model.eval()
-    # boxes below the threshold are dropped inside the RoI heads, before the mask head runs on
-    # them (greedy NMS keeps the same boxes above it: only a higher score can suppress a box)
-    if hasattr(model, "roi_heads"):  # torchvision keeps scores > score_thresh, compared in float32
-        model.roi_heads.score_thresh = float(np.nextafter(np.float32(score_threshold), np.float32(-np.inf)))
     n = volume.shape[2]
     scale = intensity_range(volume, cfg.data)
     bs = cfg.inference.batch_size
     out: list[SliceDetections] = []
-    for start in range(0, n, bs):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("prediction cancelled; nothing was written for this case")
-        ks = range(start, min(start + bs, n))
-        images = [torch.from_numpy(slice_channels(volume, k, cfg.data, scale)).to(device) for k in ks]
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            results = model(images)
-        for r in results:
-            keep = r["scores"] >= score_threshold
-            masks = (r["masks"][keep, 0].float() >= cfg.inference.mask_threshold).cpu().numpy()
-            out.append(SliceDetections(masks, r["labels"][keep].cpu().numpy().astype(np.int64),
-                                       r["scores"][keep].float().cpu().numpy()))
-        if progress is not None:
-            progress(len(out), n)
+    with _roi_score_cut(model, score_threshold):
+        for start in range(0, n, bs):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("prediction cancelled; nothing was written for this case")
+            ks = range(start, min(start + bs, n))
+            images = [torch.from_numpy(slice_channels(volume, k, cfg.data, scale)).to(device) for k in ks]
+            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                results = model(images)
+            for r in results:
+                keep = r["scores"] >= score_threshold
+                masks = (r["masks"][keep, 0].float() >= cfg.inference.mask_threshold).cpu().numpy()
+                out.append(SliceDetections(masks, r["labels"][keep].cpu().numpy().astype(np.int64),
+                                           r["scores"][keep].float().cpu().numpy()))
+            if progress is not None:
+                progress(len(out), n)
     return out
+
+
+@contextlib.contextmanager
+def _roi_score_cut(model, score_threshold: float):
+    """Within the block, the RoI heads drop boxes below ``score_threshold`` before the mask head
+    runs on them (greedy NMS keeps the same boxes above it: only a higher score can suppress a
+    box). torchvision keeps scores > ``score_thresh``, compared in float32, hence the next float
+    below. The model's own setting is restored afterwards."""
+    heads = getattr(model, "roi_heads", None)
+    if heads is None:
+        yield
+        return
+    before = heads.score_thresh
+    heads.score_thresh = float(np.nextafter(np.float32(score_threshold), np.float32(-np.inf)))
+    try:
+        yield
+    finally:
+        heads.score_thresh = before
 
 
 def lesion_threshold(cfg: InstanceConfig) -> float:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from medseg.instance.config import InstanceDataConfig
 from medseg.instance.dataset import SliceCase, epoch_order
@@ -100,6 +101,33 @@ def test_a_crop_is_padded_with_air_and_keeps_its_instance():
     assert abs(float(img[0, 12, 15]) - (100 - (60 - 80)) / 160) < 1e-6   # first window: (v - lo) / width
 
 
+
+def test_a_transposed_crop_swaps_x_and_y_of_image_and_target():
+    """``transpose`` (data.rotate90) swaps the crop's axes: the hand-placed lesion's box
+    (x1, y1, x2, y2) swaps its coordinates and the image is the transposed one."""
+    from medseg.instance.dataset import make_batch, make_sample
+
+    shape = (40, 30, 3)
+    image = np.full(shape, 60.0, np.float32)
+    label = np.zeros(shape, np.uint8)
+    label[2:6, 3:8, 1] = 4
+    image[label == 4] = 100.0
+    image[0, 0, 1] = -50.0                       # marks the crop's corner (x 0, y 0)
+    case = SliceCase("a", image, label, None, np.array([1]), np.array([[1, 4, 5]]), (0, 40, 0, 30))
+    cfg = InstanceDataConfig(crop_px=32, windows=[(60.0, 160.0), (100.0, 300.0), (40.0, 400.0)])
+    plain, t0 = make_sample(case, (0, 1, 0, 0), cfg, {4: 1})
+    swapped, t1 = make_sample(case, (0, 1, 0, 0), cfg, {4: 1}, transpose=True)
+    assert t0["boxes"].tolist() == [[3.0, 2.0, 8.0, 6.0]] and t1["boxes"].tolist() == [[2.0, 3.0, 6.0, 8.0]]
+    assert torch.equal(swapped, plain.transpose(1, 2)) and torch.equal(t1["masks"], t0["masks"].transpose(1, 2))
+    # with rotate90 about half of a batch is transposed; without it none is (flips off here)
+    items = [(0, 1, 0, 0)] * 200
+    on = make_batch([case], items, InstanceDataConfig(crop_px=32, windows=cfg.windows, flip=False, rotate90=True,
+                                                      intensity_jitter=0.0), {4: 1}, 0, 0, 0)[1]
+    off = make_batch([case], items, InstanceDataConfig(crop_px=32, windows=cfg.windows, flip=False,
+                                                       intensity_jitter=0.0), {4: 1}, 0, 0, 0)[1]
+    n_swapped = sum(t["boxes"].tolist() == [[2.0, 3.0, 6.0, 8.0]] for t in on)
+    assert 70 <= n_swapped <= 130 and all(t["boxes"].tolist() == [[3.0, 2.0, 8.0, 6.0]] for t in off)
+
 def test_config_validation_names_key_and_values(tmp_path):
     from medseg.config import ConfigError
     from medseg.instance.config import load_instance_config
@@ -150,3 +178,26 @@ def test_negative_crops_visit_every_structure_however_small():
     assert 0.28 <= small <= 0.39 and large >= 0.3  # the box third adds some organ-1 centres
     old = epoch_order([case], InstanceDataConfig(crop_px=32, lesion_crop_fraction=0.0, negative_crops="box"), 0, 0, 3000)
     assert sum(label[x0 + 16, y0 + 16, k] == 3 for _, k, x0, y0 in old) / 3000 < 0.01
+
+
+def test_lesion_sampling_draws_3d_lesions_not_slices():
+    """Two lesions: one on 1 slice, one on 9 (two per-slice pieces on slice 6 joined in 3D). With
+    ``slices`` the small one gets 1 of 11 per-slice instances; with ``lesions`` half the crops."""
+    from medseg.instance.dataset import instance_centres, instance_lesions
+
+    shape = (60, 60, 12)
+    label = np.zeros(shape, np.uint8)
+    label[10:14, 10:14, 11] = 4                  # small lesion: one slice
+    label[30:40, 30:40, 1:10] = 4                # large lesion: nine slices ...
+    label[34:36, :, 6] = 0                       # ... cut in two on slice 6 (two per-slice instances)
+    centres, owner = instance_centres(label, [4]), instance_lesions(label, [4])
+    assert len(centres) == 11 and sorted(np.bincount(owner).tolist()) == [1, 10]
+    small = int(owner[centres[:, 0].tolist().index(11)])
+    assert [int(o) for (k, _, _), o in zip(centres.tolist(), owner) if k == 6] == [1 - small] * 2
+    case = SliceCase("a", np.zeros(shape, np.float32), label, None, np.arange(1, 10), centres, (0, 60, 0, 60),
+                     lesion_of=owner)
+    for sampling, lo, hi in (("slices", 0.06, 0.12), ("lesions", 0.45, 0.55)):
+        cfg = InstanceDataConfig(crop_px=32, lesion_crop_fraction=1.0, crop_jitter=0.0, lesion_sampling=sampling)
+        order = epoch_order([case], cfg, seed=0, epoch=0, needed=3000)
+        share = sum(k == 11 for _, k, _, _ in order) / len(order)
+        assert lo <= share <= hi, (sampling, share)

@@ -122,6 +122,7 @@ def test_detect_with_a_threshold_keeps_what_filtering_afterwards_keeps():
     cfg = instance_config_from_dict(TINY)
     torch.manual_seed(0)
     model = build_model(cfg.model, 2, spacing_mm=cfg.data.spacing_mm)
+    before = model.roi_heads.score_thresh
     vol = np.random.default_rng(0).normal(40, 60, (40, 36, 3)).astype(np.float32)
     low = detect(model, vol, cfg, torch.device("cpu"), 0.01)
     t = float(np.median(np.concatenate([d.scores for d in low])))  # keeps about half
@@ -130,6 +131,7 @@ def test_detect_with_a_threshold_keeps_what_filtering_afterwards_keeps():
     for lo, hi in zip(low, high):
         keep = lo.scores >= t
         assert np.array_equal(lo.scores[keep], hi.scores) and np.array_equal(lo.masks[keep], hi.masks)
+    assert model.roi_heads.score_thresh == before  # the model's own setting is restored
 
 
 def test_images_are_padded_with_air():
