@@ -57,7 +57,7 @@ class SliceCase:
             :data:`STRUCTURE_SAMPLES` random voxels of each non-lesion foreground label (the
             centres of negative crops).
         lesion_of: int ``(m,)``: the 3D lesion (index within the case) of each row of
-            ``centres`` (:func:`instance_lesions`); None: each row is its own lesion.
+            ``centres`` (:func:`instance_centres`); None: each row is its own lesion.
     """
 
     case_id: str
@@ -91,19 +91,15 @@ def structure_voxels(label: np.ndarray, class_values: list[int], case_id: str) -
     return out
 
 
-def instance_centres(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> np.ndarray:
-    """``(m, 3)`` int rows ``(k, x, y)``: rounded centre of mass of every per-slice connected
-    component of ``class_values`` in a model-space label ``(X, Y, K)``."""
-    return _instances(label, class_values, connectivity)[0]
+def instance_centres(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The per-slice instances of ``class_values`` in a model-space label ``(X, Y, K)``.
 
-
-def instance_lesions(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> np.ndarray:
-    """``(m,)`` int: for each row of :func:`instance_centres`, the index (0-based) of the 3D
-    lesion it belongs to: the 26-connected component of ``class_values`` holding it."""
-    return _instances(label, class_values, connectivity)[1]
-
-
-def _instances(label: np.ndarray, class_values: list[int], connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    Returns:
+        centres: ``(m, 3)`` int rows ``(k, x, y)``: rounded centre of mass of every per-slice
+            connected component (``connectivity`` 4 or 8 pixels).
+        lesion_of: ``(m,)`` int: the 3D lesion (0-based) each belongs to: the 26-connected
+            component of ``class_values`` holding it.
+    """
     structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
     fg = np.isin(label, class_values)
     lesions3d, _ = ndimage.label(fg, np.ones((3, 3, 3), bool))
@@ -128,7 +124,7 @@ def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], labe
     fg = lab.any(axis=2)
     xs, ys = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
     box = (int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1) if len(xs) else (0, lab.shape[0], 0, lab.shape[1])
-    centres, owner = _instances(lab, class_values, cfg.connectivity)
+    centres, owner = instance_centres(lab, class_values, cfg.connectivity)
     return SliceCase(case.case_id, arr, lab, intensity_range(arr, cfg), np.flatnonzero(has), centres, box,
                      structure_voxels(lab, class_values, case.case_id), owner)
 
@@ -144,6 +140,8 @@ def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoc
     for _ in range(needed):
         if lesions and rng.random() < cfg.lesion_crop_fraction:
             rows = lesions[int(rng.integers(len(lesions)))]
+            # a one-row group draws nothing: with `slices` (every group one row) the random
+            # stream, and so every existing run's crop plan, is the one it always was
             ci, k, x, y = rows[int(rng.integers(len(rows)))] if len(rows) > 1 else rows[0]
             j = cfg.crop_jitter * size
             cx, cy = x + rng.uniform(-j, j), y + rng.uniform(-j, j)

@@ -183,14 +183,14 @@ def test_negative_crops_visit_every_structure_however_small():
 def test_lesion_sampling_draws_3d_lesions_not_slices():
     """Two lesions: one on 1 slice, one on 9 (two per-slice pieces on slice 6 joined in 3D). With
     ``slices`` the small one gets 1 of 11 per-slice instances; with ``lesions`` half the crops."""
-    from medseg.instance.dataset import instance_centres, instance_lesions
+    from medseg.instance.dataset import instance_centres
 
     shape = (60, 60, 12)
     label = np.zeros(shape, np.uint8)
     label[10:14, 10:14, 11] = 4                  # small lesion: one slice
     label[30:40, 30:40, 1:10] = 4                # large lesion: nine slices ...
     label[34:36, :, 6] = 0                       # ... cut in two on slice 6 (two per-slice instances)
-    centres, owner = instance_centres(label, [4]), instance_lesions(label, [4])
+    centres, owner = instance_centres(label, [4])
     assert len(centres) == 11 and sorted(np.bincount(owner).tolist()) == [1, 10]
     small = int(owner[centres[:, 0].tolist().index(11)])
     assert [int(o) for (k, _, _), o in zip(centres.tolist(), owner) if k == 6] == [1 - small] * 2
