@@ -91,7 +91,8 @@ def structure_voxels(label: np.ndarray, class_values: list[int], case_id: str) -
     return out
 
 
-def instance_centres(label: np.ndarray, class_values: list[int], connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def instance_centres(label: np.ndarray, class_values: list[int],
+                     connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """The per-slice instances of ``class_values`` in a model-space label ``(X, Y, K)``.
 
     Returns:
