@@ -196,17 +196,22 @@ class InstanceModelConfig:
 @dataclass
 class InstanceOptimizerConfig:
     """``adamw`` (default: robust from random weights) or ``sgd`` (momentum); ``grad_clip``
-    is the max global gradient norm (0: off)."""
+    is the max global gradient norm (0: off); ``ema_decay`` > 0 keeps an exponential moving
+    average of the weights (:mod:`medseg.train.ema`), which validation, ``best.pt`` and
+    prediction use (0: off, the weights of the last step)."""
 
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
     grad_clip: float = 5.0
+    ema_decay: float = 0.0
 
     def validate(self, where: str) -> None:
         if self.lr <= 0:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"{where}.ema_decay: must be in [0, 1) (0: off; e.g. 0.995), got {self.ema_decay}")
 
 
 @dataclass
@@ -287,9 +292,13 @@ class InstanceConfig:
     iterations_per_epoch: int = 50
     batch_size: int = 4  # crops per training step
     val_every: int = 1
+    val_max_cases: int = 0  # validate on the fold's first N validation cases (0: all of them)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
 
     def validate(self, where: str) -> None:
+        if self.val_max_cases < 0:
+            raise ConfigError(f"{where}.val_max_cases: must be >= 0 (0: every validation case), got "
+                              f"{self.val_max_cases}")
         if self.model.name != "maskrcnn" and len(self.model.anchor_sizes_mm) != 5:
             raise ConfigError(f"{where}.model.anchor_sizes_mm: {self.model.name} has 5 FPN levels; give 5 sizes")
         for name in ("epochs", "iterations_per_epoch", "batch_size", "val_every"):

@@ -41,6 +41,7 @@ from medseg.io import read_volume
 from medseg.model.rundir import CONFIG, LABELS, RUN_INFO, THRESHOLD, RunDir
 from medseg.model.device import autocast_dtype, resolve_device
 from medseg.train.distributed import Dist
+from medseg.train.ema import WeightEMA
 from medseg.train.loop import (EpochReporter, RunState, Task, check_run_dir, earlier_run, fit, resume_point,
                                start_state)
 from medseg.train.setup import check_or_raise
@@ -140,7 +141,7 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
                    seed: int = 0, progress: bool = True, init: str | Path | None = None, **ignored) -> dict:
     """Train the slice-wise Mask R-CNN; returns ``{"epoch", "best_f1", "best_epoch", "metrics",
     "score_threshold", "run_dir", "model", "task"}`` (``model``: the trained torch module, final
-    weights, on its device; ``score_threshold``: the one stored for prediction).
+    weights -- their moving average with ``optimizer.ema_decay`` -- on its device; ``score_threshold``: the one stored for prediction).
 
     Args:
         config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions_cpu.yaml``), its
@@ -201,6 +202,10 @@ class InstanceTask(Task):
                                               cfg.data.spacing_mm)
             self.rep.line("windows: auto -> " + ", ".join(f"level {lv:g} width {w:g} HU" for lv, w in cfg.data.windows)
                           + " (from the lesion classes and the tissue around them)")
+        if 0 < cfg.val_max_cases < len(val_ids):
+            self.rep.line(f"validating on the first {cfg.val_max_cases} of the fold's {len(val_ids)} validation cases "
+                          "(val_max_cases)")
+            val_ids = val_ids[:cfg.val_max_cases]
         self.val_cases = [(read_volume(by_id[i].images[0]), read_volume(by_id[i].label)) for i in val_ids]
         return train_ids, val_ids
 
@@ -228,7 +233,22 @@ class InstanceTask(Task):
             self.opt = torch.optim.SGD(self.params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.amp = autocast_dtype(cfg.precision, self.dev)
         self.scaler = torch.amp.GradScaler(self.dev.type, enabled=self.amp == torch.float16)
+        self.ema = WeightEMA(self.model, o.ema_decay) if o.ema_decay > 0 else None
         return init_info
+
+    def restore_ema(self, ckpt: dict | None) -> None:
+        """After ``--resume`` loaded ``last.pt``: its ``model`` is the average when the run keeps
+        one, and ``train_model`` the weights training continues from."""
+        if ckpt is None or "train_model" not in ckpt:
+            return
+        self.model.load_state_dict(ckpt["train_model"])
+        if self.ema is not None:
+            self.ema.load(ckpt["model"], int(ckpt.get("ema_updates", 0)))
+
+    @property
+    def eval_model(self):
+        """The weights validation and ``best.pt`` use: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema.module
 
     def anchor(self, start_epoch, old_total, new_total, old_anchor):
         return extension_anchor(self.cfg, start_epoch, old_total, new_total, old_anchor)
@@ -252,13 +272,15 @@ class InstanceTask(Task):
         if not math.isfinite(loss):
             raise InputError(f"training diverged (loss {loss}) at epoch {state.epoch + 1}, iteration "
                              f"{state.iteration + 1}; lower optimizer.lr or raise schedule.warmup_iterations")
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss
 
     def evaluate(self) -> dict:
         if not self.val_cases:
             return {}
         t0 = time.perf_counter()
-        metrics = validate(self.model, self.val_cases, self.cfg, self.class_values, self.label_values, self.dev,
+        metrics = validate(self.eval_model, self.val_cases, self.cfg, self.class_values, self.label_values, self.dev,
                            self.amp)
         metrics["seconds"] = time.perf_counter() - t0
         return metrics
@@ -295,8 +317,12 @@ class InstanceTask(Task):
         return {f"val/{key}": metrics[key] for key in ("ap50", "lesion_f1")} if metrics else {}
 
     def checkpoint_keys(self, metrics):
-        return {"task": "instance", "labels": self.model_classes, "classes": self.class_values,
+        keys = {"task": "instance", "labels": self.model_classes, "classes": self.class_values,
                 "score_threshold": metrics.get("score_threshold") if metrics else None}
+        if self.ema is not None:  # "model" is what predicts; training resumes from "train_model"
+            keys.update(model=self.ema.state_dict(), train_model=self.model.state_dict(),
+                        ema_updates=self.ema.updates)
+        return keys
 
 
 def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep,
@@ -312,6 +338,7 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     if init_info is None and ckpt is not None:
         init_info = earlier_run(run_dir).get("init")
     state = start_state(task, ckpt)
+    task.restore_ema(ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
     rd = RunDir(run_dir)
     rd.write_yaml(CONFIG, config_dict(cfg))
@@ -324,4 +351,4 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     state = fit(task, state)
     return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
             "metrics": state.metrics, "score_threshold": state.best.get("score_threshold"), "run_dir": str(run_dir),
-            "model": task.model, "task": "instance"}
+            "model": task.eval_model, "task": "instance"}

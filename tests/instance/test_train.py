@@ -127,3 +127,55 @@ def test_an_existing_lesion_table_is_not_replaced_without_overwrite(cli_run, pha
     r = run_cli("predict", inp, "--model", out, "--out", dest, "--device", "cpu")
     assert r.returncode == 2 and "were not written by a medseg" in r.stderr and str(table) in r.stderr, r.stderr
     assert table.read_text() == "someone else's table\n" and sorted(p.name for p in dest.iterdir()) == [table.name]
+
+
+def test_weight_average_is_what_predicts_and_resumes_exactly(phantoms, tmp_path, monkeypatch):
+    """With optimizer.ema_decay, best.pt / last.pt hold the average as "model" (what prediction
+    loads) and the trained weights as "train_model"; Ctrl-C + resume restores both exactly."""
+    from medseg.instance.predictor import InstancePredictor
+
+    cfg = instance_config_from_dict({**TINY, "optimizer": {**TINY["optimizer"], "ema_decay": 0.9},
+                                     "iterations_per_epoch": 3})
+    ref = train_instance(cfg, phantoms, tmp_path / "ref", device="cpu", progress=False)
+    ck_ref = load_checkpoint(tmp_path / "ref" / "last.pt")
+    assert ck_ref["ema_updates"] == 3
+    avg, raw = ck_ref["model"], ck_ref["train_model"]
+    assert any(not torch.allclose(avg[k].float(), raw[k].float()) for k in avg)  # an average, not a copy
+    assert all(torch.equal(v, ref["model"].state_dict()[k]) for k, v in avg.items())
+    pred = InstancePredictor.from_run(tmp_path / "ref", device="cpu")
+    best = load_checkpoint(tmp_path / "ref" / "best.pt")["model"]
+    assert all(torch.equal(v, best[k]) for k, v in pred.model.state_dict().items())
+
+    real, calls = inst_dataset.make_batch, []
+
+    def interrupt_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr("medseg.instance.trainer.make_batch", interrupt_third)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_instance(cfg, phantoms, out, device="cpu", progress=False)
+    assert load_checkpoint(out / "last.pt")["ema_updates"] == 2
+    monkeypatch.setattr("medseg.instance.trainer.make_batch", real)
+    train_instance(cfg, phantoms, out, device="cpu", resume=True, progress=False)
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["ema_updates"] == 3
+    for key in ("model", "train_model"):
+        assert all(torch.allclose(ck[key][k].float(), ck_ref[key][k].float(), atol=1e-5) for k in ck_ref[key]), key
+
+
+def test_val_max_cases_validates_on_the_first_cases_of_the_fold(tmp_path):
+    from medseg.train.splits import fold_cases
+    from tests.instance.conftest import write_blob_dataset
+
+    write_blob_dataset(tmp_path / "blobs", cases=10, seed=0)
+    cfg = instance_config_from_dict({**TINY, "data": {**TINY["data"], "classes": ["lesion"]}, "val_max_cases": 1})
+    train_instance(cfg, tmp_path / "blobs", tmp_path / "run", device="cpu", progress=False)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    _, val_ids = fold_cases(json.loads((tmp_path / "blobs" / "splits.json").read_text()), 0)
+    assert len(val_ids) == 2 and run["val"] == val_ids[:1]
+    with pytest.raises(ConfigError, match="val_max_cases: must be >= 0"):
+        instance_config_from_dict({**TINY, "val_max_cases": -1})
