@@ -138,6 +138,11 @@ class InstanceModelConfig:
         roi_sampling_ratio: bilinear samples per bin side of the box head's 7 x 7 RoIAlign
             (torchvision: 2). 1 makes RoIAlign (whose backward is single-threaded on a CPU) about
             4x cheaper; bins of the small RoIs lesions give are under a feature cell anyway.
+        box_context_mm: 0 (torchvision: the box head sees the proposal only) or a side in mm:
+            the box head also pools a context box around each proposal (twice its size, and at
+            least this side), so that it can tell a lesion from look-alike normal tissue by
+            what surrounds it (a hypodense lesion in the liver vs the renal medulla). About
+            doubles the box head's first layer. ``name: maskrcnn`` only.
         pretrained_weights: a LOCAL file: a torchvision Mask R-CNN state dict (e.g. the COCO
             file of ``maskrcnn_resnet50_fpn``) or ``best.pt`` / ``last.pt`` of a medseg run.
         trainable_backbone_layers: 0-5 backbone stages trained (5: all).
@@ -156,6 +161,7 @@ class InstanceModelConfig:
     box_head_size: int = 256
     mask_head_layers: int = 2
     roi_sampling_ratio: int = 2
+    box_context_mm: float = 0.0
     pretrained_weights: str | None = None
     trainable_backbone_layers: int = 5
     rpn_batch_size_per_image: int = 128
@@ -189,6 +195,9 @@ class InstanceModelConfig:
                 raise ConfigError(f"{where}.{name}: must be in (0, 1], got {getattr(self, name)}")
         if self.mask_head_layers < 1 or self.box_head_size < 8:
             raise ConfigError(f"{where}: mask_head_layers must be >= 1 and box_head_size >= 8")
+        if self.box_context_mm < 0 or (self.box_context_mm and self.name != "maskrcnn"):
+            raise ConfigError(f"{where}.box_context_mm: 0 (off) or a side in mm (> 0) with name: maskrcnn; got "
+                              f"{self.box_context_mm}")
         if self.roi_sampling_ratio not in (1, 2, 3, 4):
             raise ConfigError(f"{where}.roi_sampling_ratio: 1-4 samples per bin side, got {self.roi_sampling_ratio}")
 

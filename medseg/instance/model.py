@@ -84,6 +84,30 @@ class _NoResize(GeneralizedRCNNTransform):
         return batch
 
 
+class ContextRoIPool(nn.Module):
+    """The box head's RoI pooling with context: for each proposal, the 7 x 7 features of the box
+    itself and of a context box on the same centre (``factor`` x its sides, and at least
+    ``min_side`` pixels), concatenated along channels: ``(R, 2 C, 7, 7)``. Each box is pooled
+    from the FPN level its own size maps to (``MultiScaleRoIAlign``), so the context comes from
+    a coarser level. Boxes are ``(x1, y1, x2, y2)`` pixels of the padded batch."""
+
+    def __init__(self, pool: MultiScaleRoIAlign, factor: float, min_side: float):
+        super().__init__()
+        self.pool, self.factor, self.min_side = pool, float(factor), float(min_side)
+
+    def context_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """``(N, 4)`` boxes -> the context boxes on the same centres (may reach past the image:
+        RoIAlign samples zeros there)."""
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = torch.clamp((boxes[:, 2:] - boxes[:, :2]) * (self.factor / 2), min=self.min_side / 2)
+        return torch.cat([centre - half, centre + half], dim=1)
+
+    def forward(self, features, proposals, image_shapes):
+        own = self.pool(features, proposals, image_shapes)
+        ctx = self.pool(features, [self.context_boxes(b) for b in proposals], image_shapes)
+        return torch.cat([own, ctx], dim=1)
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with 32 groups (fewer when ``channels`` is not a multiple of 32)."""
     return nn.GroupNorm(math.gcd(32, channels), channels)
@@ -127,10 +151,13 @@ def _construct(cfg: InstanceModelConfig, num_classes: int, spacing_mm) -> MaskRC
             backbone, num_classes=None, rpn_anchor_generator=anchors,
             box_roi_pool=MultiScaleRoIAlign(names, 7, cfg.roi_sampling_ratio),
             mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
-            box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_size),
+            box_head=TwoMLPHead(c * 7 * 7 * (2 if cfg.box_context_mm else 1), cfg.box_head_size),
             box_predictor=FastRCNNPredictor(cfg.box_head_size, num_classes),
             mask_head=MaskRCNNHeads(c, [c] * cfg.mask_head_layers, 1, norm_layer=head_norm),
             mask_predictor=MaskRCNNPredictor(c, c, num_classes), **common)
+        if cfg.box_context_mm:  # after construction: torchvision's constructor checks the pool's type
+            px = cfg.box_context_mm / (float(sum(spacing_mm)) / len(spacing_mm))
+            model.roi_heads.box_roi_pool = ContextRoIPool(model.roi_heads.box_roi_pool, 2.0, px)
     else:
         model = ARCHITECTURES[cfg.name](weights=None, weights_backbone=None, num_classes=num_classes, **common)
         model.roi_heads.box_roi_pool.sampling_ratio = cfg.roi_sampling_ratio

@@ -112,6 +112,37 @@ def test_cpu_model_parts_follow_the_config():
     assert one.roi_heads.box_roi_pool.sampling_ratio == 1 and one.roi_heads.mask_roi_pool.sampling_ratio == 2
 
 
+def test_box_context_pools_the_proposal_and_a_larger_box_around_it():
+    """box_context_mm: the box head gets torchvision's 7 x 7 RoIAlign of each proposal and of a
+    context box (2x its sides, at least box_context_mm), concatenated along channels."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from medseg.config import ConfigError
+    from medseg.instance.config import instance_config_from_dict
+    from medseg.instance.model import ContextRoIPool
+
+    m = build_model(InstanceModelConfig(box_context_mm=24.0, fpn_channels=32), 2, spacing_mm=(0.8, 0.8))
+    pool = m.roi_heads.box_roi_pool
+    assert isinstance(pool, ContextRoIPool) and m.roi_heads.box_head.fc6.in_features == 2 * 32 * 7 * 7
+    # 24 mm at 0.8 mm/px = 30 px: a 4 x 10 px box gets a 30 x 30 context box on its centre; a
+    # 20 x 40 px one twice its sides
+    ctx = pool.context_boxes(torch.tensor([[10.0, 10.0, 14.0, 20.0], [0.0, 0.0, 20.0, 40.0]]))
+    assert torch.allclose(ctx, torch.tensor([[-3.0, 0.0, 27.0, 30.0], [-10.0, -20.0, 30.0, 60.0]]))
+    torch.manual_seed(0)
+    feats = {"0": torch.randn(1, 32, 64, 64), "1": torch.randn(1, 32, 32, 32)}
+    boxes = [torch.tensor([[20.0, 30.0, 40.0, 44.0]])]
+    out = pool(feats, boxes, [(128, 128)])
+    ref = MultiScaleRoIAlign(["0", "1"], 7, 2)
+    assert out.shape == (1, 64, 7, 7)
+    assert torch.allclose(out[:, :32], ref(feats, boxes, [(128, 128)]))
+    assert torch.allclose(out[:, 32:], ref(feats, [pool.context_boxes(boxes[0])], [(128, 128)]))
+    plain = build_model(InstanceModelConfig(fpn_channels=32), 2)
+    assert isinstance(plain.roi_heads.box_roi_pool, MultiScaleRoIAlign)
+    with pytest.raises(ConfigError, match="box_context_mm"):
+        instance_config_from_dict({"model": {"name": "maskrcnn_resnet50_fpn", "box_context_mm": 20,
+                                            "anchor_sizes_mm": [4, 8, 16, 32, 64]}})
+
+
 def test_detect_with_a_threshold_keeps_what_filtering_afterwards_keeps():
     """``detect`` drops low scores inside the RoI heads (before the mask head): the detections it
     keeps at a threshold t are those it finds at 0.01 and then filters at t, masks included."""
