@@ -53,7 +53,8 @@ def main(demo: Path) -> int:
 
 
 def instance_line(demo: Path, heldout: str = "heldout/labelsTr") -> str | None:
-    """``"held-out lesion F1: instance model (Mask R-CNN) 0.xxx, U-Net 0.xxx on N lesions"`` or None
+    """``"held-out 3D lesion F1 (classes): instance model (Mask R-CNN) 0.xxx (found T, F false),
+    U-Net 0.xxx (found T, F false), on the same N reference lesions of C cases"`` or None
     without DEMO_DIR/instance_predictions/manifest.csv.
 
     Reference lesions: the 26-connected components of the instance run's classes
@@ -89,9 +90,13 @@ def instance_line(demo: Path, heldout: str = "heldout/labelsTr") -> str | None:
     if not inst:
         return None
     n = sum(m.n_ref for m in inst)
-    text = f"held-out 3D lesion F1 ({', '.join(classes)}): instance model (Mask R-CNN) {pooled_rates(inst)[2]:.3f}"
+
+    def counts(ms) -> str:
+        return f"{pooled_rates(ms)[2]:.3f} (found {sum(m.tp for m in ms)}, {sum(m.fp for m in ms)} false)"
+
+    text = f"held-out 3D lesion F1 ({', '.join(classes)}): instance model (Mask R-CNN) {counts(inst)}"
     if len(unet) == len(inst):
-        text += f", U-Net {pooled_rates(unet)[2]:.3f}"
+        text += f", U-Net {counts(unet)}"
     return text + f", on the same {n} reference lesions of {len(inst)} cases"
 
 
