@@ -46,21 +46,27 @@ def test_cli_train_writes_an_instance_run(cli_run):
     assert 0 <= float(rows[0]["val_lesion_f1"]) <= 1
 
 
-def test_ctrl_c_then_resume_ends_with_the_same_weights(cli_run, phantoms, tmp_path, monkeypatch):
-    out_ref, _ = cli_run
-    cfg = instance_config_from_dict(TINY)
+def _train_until_ctrl_c(monkeypatch, cfg, dataset, out, at_batch: int) -> None:
+    """Train until Ctrl-C arrives while the ``at_batch``-th batch (1-based) is being made."""
     real, calls = inst_dataset.make_batch, []
 
-    def interrupt_second(*a, **k):
+    def interrupt(*a, **k):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == at_batch:
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr("medseg.instance.trainer.make_batch", interrupt_second)
-    out = tmp_path / "run"
+    monkeypatch.setattr("medseg.instance.trainer.make_batch", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        train_instance(cfg, phantoms, out, device="cpu", progress=False)
+        train_instance(cfg, dataset, out, device="cpu", progress=False)
+
+
+def test_ctrl_c_then_resume_ends_with_the_same_weights(cli_run, phantoms, tmp_path, monkeypatch):
+    out_ref, _ = cli_run
+    cfg = instance_config_from_dict(TINY)
+    real = inst_dataset.make_batch
+    out = tmp_path / "run"
+    _train_until_ctrl_c(monkeypatch, cfg, phantoms, out, at_batch=2)
     assert load_checkpoint(out / "last.pt")["iteration"] == 1
     with pytest.raises(OutputError, match="already holds a run; pass --resume"):
         train_instance(cfg, phantoms, out, device="cpu", progress=False)
@@ -146,18 +152,9 @@ def test_weight_average_is_what_predicts_and_resumes_exactly(phantoms, tmp_path,
     best = load_checkpoint(tmp_path / "ref" / "best.pt")["model"]
     assert all(torch.equal(v, best[k]) for k, v in pred.model.state_dict().items())
 
-    real, calls = inst_dataset.make_batch, []
-
-    def interrupt_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr("medseg.instance.trainer.make_batch", interrupt_third)
+    real = inst_dataset.make_batch
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        train_instance(cfg, phantoms, out, device="cpu", progress=False)
+    _train_until_ctrl_c(monkeypatch, cfg, phantoms, out, at_batch=3)
     assert load_checkpoint(out / "last.pt")["ema_updates"] == 2
     monkeypatch.setattr("medseg.instance.trainer.make_batch", real)
     train_instance(cfg, phantoms, out, device="cpu", resume=True, progress=False)
