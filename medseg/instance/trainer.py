@@ -141,7 +141,8 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
                    seed: int = 0, progress: bool = True, init: str | Path | None = None, **ignored) -> dict:
     """Train the slice-wise Mask R-CNN; returns ``{"epoch", "best_f1", "best_epoch", "metrics",
     "score_threshold", "run_dir", "model", "task"}`` (``model``: the trained torch module, final
-    weights -- their moving average with ``optimizer.ema_decay`` -- on its device; ``score_threshold``: the one stored for prediction).
+    weights -- their moving average with ``optimizer.ema_decay`` -- on its device;
+    ``score_threshold``: the one stored for prediction).
 
     Args:
         config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions_cpu.yaml``), its

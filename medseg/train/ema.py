@@ -2,12 +2,16 @@
 
 After each optimiser step, every floating-point tensor of the average (parameters and buffers,
 e.g. BatchNorm running statistics) moves towards the model's: ``ema += (1 - d) * (w - ema)``
-with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the average follows the
-fast early changes and settles to a window of about ``1 / (1 - decay)`` steps (timm's and
-YOLO's warm-up rule). Integer buffers (``num_batches_tracked``) are copied.
+with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (the ``num_updates`` rule of
+TensorFlow's ``ExponentialMovingAverage``): the average follows the fast early changes, covers
+about the last ``n / 9`` steps while the rule caps ``d``, and settles to a window of about
+``1 / (1 - decay)`` steps. Integer buffers (``num_batches_tracked``) are copied. Not
+``torch.optim.swa_utils.AveragedModel``: that has no such warm-up, and its state dict adds a
+``module.`` prefix and a counter, where this one's loads into the plain model.
 
-Short CPU runs gain most: the last few hundred noisy steps are averaged instead of taking
-whichever one the run ended on.
+Meant for short, noisy runs: the last steps are averaged instead of taking whichever one the
+run ended on. (On the instance-model phantoms it has not shown a measurable gain yet:
+BENCHMARKS.md, session 12.)
 """
 
 from __future__ import annotations
