@@ -148,6 +148,10 @@ class InstanceModelConfig:
         trainable_backbone_layers: 0-5 backbone stages trained (5: all).
         rpn_positive_fraction, box_positive_fraction: share of positives in the sampled
             anchors / proposals (torchvision: 0.5 / 0.25).
+        box_hard_negative_fraction: share of the box head's sampled negatives taken as the
+            proposals of highest RPN objectness (hard negatives: the lesion-like normal tissue a
+            confident false positive comes from); the rest are drawn at random, as torchvision
+            draws all of them (0, the default). ``name: maskrcnn`` and the torchvision models alike.
     """
 
     name: Literal["maskrcnn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"] = "maskrcnn"
@@ -172,6 +176,7 @@ class InstanceModelConfig:
     rpn_post_nms_top_n_test: int = 100
     box_batch_size_per_image: int = 64
     box_positive_fraction: float = 0.5
+    box_hard_negative_fraction: float = 0.0
     detections_per_image: int = 30
 
     def validate(self, where: str) -> None:
@@ -193,6 +198,9 @@ class InstanceModelConfig:
         for name in ("rpn_positive_fraction", "box_positive_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{where}.{name}: must be in (0, 1], got {getattr(self, name)}")
+        if not 0 <= self.box_hard_negative_fraction <= 1:
+            raise ConfigError(f"{where}.box_hard_negative_fraction: must be in [0, 1], got "
+                              f"{self.box_hard_negative_fraction}")
         if self.mask_head_layers < 1 or self.box_head_size < 8:
             raise ConfigError(f"{where}: mask_head_layers must be >= 1 and box_head_size >= 8")
         if self.box_context_mm < 0 or (self.box_context_mm and self.name != "maskrcnn"):
@@ -253,7 +261,13 @@ class InstanceInferenceConfig:
         val_score_threshold: validation keeps detections above this for AP50 (low, so that AP
             sees the whole precision-recall curve) and sweeps F1 over ``val_thresholds``.
         val_thresholds: score thresholds tried for the validation lesion F1.
-        mask_threshold: a detection's mask probability that counts as inside (0-1).
+        mask_threshold: a detection's mask probability that counts as inside (0-1), or
+            ``auto``: the one of ``val_mask_thresholds`` that, with the chosen score threshold,
+            maximised validation lesion F1, stored by the run beside the score threshold (0.5
+            for a run that never validated). A predicted lesion counts as found only when half
+            of it lies in the reference lesion, so masks that spill past a small lesion's edge
+            make false positives; the validation choice corrects that bias.
+        val_mask_thresholds: the mask thresholds tried when ``mask_threshold`` is ``auto``.
         batch_size: slices per forward pass.
         link_overlap: a detection joins the lesion of a detection in an earlier slice when
             their intersection covers at least this fraction of the smaller of the two.
@@ -266,7 +280,8 @@ class InstanceInferenceConfig:
     link_score_threshold: float | None = None
     val_score_threshold: float = 0.05
     val_thresholds: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 10)])
-    mask_threshold: float = 0.5
+    mask_threshold: float | Literal["auto"] = 0.5
+    val_mask_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
     batch_size: int = 8
     link_overlap: float = 0.3
     max_gap: int = 1
@@ -281,7 +296,11 @@ class InstanceInferenceConfig:
                               f"{self.link_score_threshold}")
         if not self.val_thresholds or not all(0 <= t <= 1 for t in self.val_thresholds):
             raise ConfigError(f"{where}.val_thresholds: one or more numbers in [0, 1]")
-        for name in ("val_score_threshold", "mask_threshold", "link_overlap", "organ_overlap"):
+        if self.mask_threshold != "auto" and not 0 < self.mask_threshold < 1:
+            raise ConfigError(f"{where}.mask_threshold: auto or a number in (0, 1), got {self.mask_threshold}")
+        if not self.val_mask_thresholds or not all(0 < t < 1 for t in self.val_mask_thresholds):
+            raise ConfigError(f"{where}.val_mask_thresholds: one or more numbers in (0, 1)")
+        for name in ("val_score_threshold", "link_overlap", "organ_overlap"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{where}.{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.batch_size < 1 or self.max_gap < 0 or self.min_lesion_voxels < 1:

@@ -47,14 +47,19 @@ class Assembled:
 
 def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device, score_threshold: float,
            amp_dtype=None, progress: Callable[[int, int], None] | None = None,
-           cancel: threading.Event | None = None) -> list[SliceDetections]:
+           cancel: threading.Event | None = None, mask_levels: list[float] | None = None) -> list[SliceDetections]:
     """Detections of every slice of a model-space volume ``(X, Y, K)`` (HU or raw intensities).
 
     Slices go through the network ``cfg.inference.batch_size`` at a time; ``progress(done,
     total)`` is called after each batch and ``cancel`` (when set) raises `Cancelled` before the
-    next. Detections scoring below ``score_threshold`` are dropped; masks are thresholded at
-    ``cfg.inference.mask_threshold``.
+    next. Detections scoring below ``score_threshold`` are dropped; masks are bool, thresholded
+    at the config's mask threshold (:func:`mask_threshold`). With ``mask_levels`` (increasing
+    probabilities) masks are instead uint8 levels: the number of ``mask_levels`` a pixel's
+    probability reaches, so ``masks >= j + 1`` is the mask at ``mask_levels[j]``
+    (:func:`at_mask_level`); same memory as bool masks.
     """
+    levels = None if mask_levels is None else torch.tensor(sorted(float(t) for t in mask_levels))
+    cut = mask_threshold(cfg)
     model.eval()
     n = volume.shape[2]
     scale = intensity_range(volume, cfg.data)
@@ -70,7 +75,11 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
                 results = model(images)
             for r in results:
                 keep = r["scores"] >= score_threshold
-                masks = (r["masks"][keep, 0].float() >= cfg.inference.mask_threshold).cpu().numpy()
+                prob = r["masks"][keep, 0].float().cpu()
+                if levels is None:
+                    masks = (prob >= cut).numpy()
+                else:
+                    masks = (prob[..., None] >= levels).sum(-1, dtype=torch.uint8).numpy()
                 out.append(SliceDetections(masks, r["labels"][keep].cpu().numpy().astype(np.int64),
                                            r["scores"][keep].float().cpu().numpy()))
             if progress is not None:
@@ -101,6 +110,17 @@ def lesion_threshold(cfg: InstanceConfig) -> float:
     validated)."""
     thr = cfg.inference.score_threshold
     return 0.5 if thr == "auto" else float(thr)
+
+
+def mask_threshold(cfg: InstanceConfig) -> float:
+    """The mask threshold of a config (0.5 while it is still ``auto``: a run that never validated)."""
+    thr = cfg.inference.mask_threshold
+    return 0.5 if thr == "auto" else float(thr)
+
+
+def at_mask_level(detections: list[SliceDetections], level: int) -> list[SliceDetections]:
+    """Bool-mask detections from :func:`detect`'s graded ones: the masks at ``mask_levels[level]``."""
+    return [SliceDetections(d.masks > level, d.labels, d.scores) for d in detections]
 
 
 def detection_floor(cfg: InstanceConfig) -> float:

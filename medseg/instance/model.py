@@ -30,7 +30,8 @@ Differences from torchvision's defaults, all deliberate:
 * Anchors are given in mm (``anchor_sizes_mm``, one per FPN level, for lesions of a few mm to
   a few cm) and converted to pixels with the in-plane spacing.
 * Proposal sampling keeps more positives (``rpn_positive_fraction``, ``box_positive_fraction``)
-  and fewer proposals: lesions are few and small.
+  and fewer proposals: lesions are few and small. Optionally part of the box head's negatives
+  are the highest-objectness proposals (``box_hard_negative_fraction``, :class:`HardNegativeSampler`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50
 from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -108,6 +110,44 @@ class ContextRoIPool(nn.Module):
         return torch.cat([own, ctx], dim=1)
 
 
+class HardNegativeSampler(BalancedPositiveNegativeSampler):
+    """torchvision's proposal sampler, with ``hard_fraction`` of each image's negatives taken as
+    the proposals of highest RPN objectness instead of at random (online hard negative mining
+    by the RPN's ranking, which costs nothing: no extra forward pass).
+
+    It relies on the order torchvision's RPN returns proposals in: per image, sorted by
+    objectness, highest first (``batched_nms`` keeps boxes in decreasing score order), with the
+    ground-truth boxes appended after them by ``RoIHeads.add_gt_proposals`` (and those are
+    positives). So among the indices labelled negative (0), the first are the hardest.
+    Positives and the remaining negatives are drawn at random, exactly as the base class does.
+    """
+
+    def __init__(self, batch_size_per_image: int, positive_fraction: float, hard_fraction: float):
+        super().__init__(batch_size_per_image, positive_fraction)
+        self.hard_fraction = float(hard_fraction)
+
+    def __call__(self, matched_idxs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``matched_idxs``: per image, ``(P,)`` int (-1 ignored, 0 negative, >= 1 positive) in
+        proposal order. Returns per image uint8 ``(P,)`` masks of the sampled positives and
+        negatives."""
+        pos_out, neg_out = [], []
+        for m in matched_idxs:
+            positive = torch.where(m >= 1)[0]
+            negative = torch.where(m == 0)[0]
+            num_pos = min(positive.numel(), int(self.batch_size_per_image * self.positive_fraction))
+            num_neg = min(negative.numel(), self.batch_size_per_image - num_pos)
+            n_hard = int(round(num_neg * self.hard_fraction))
+            rest = negative[n_hard:]
+            picked = torch.cat([negative[:n_hard], rest[torch.randperm(rest.numel(), device=m.device)[:num_neg - n_hard]]])
+            pos = torch.zeros_like(m, dtype=torch.uint8)
+            neg = torch.zeros_like(m, dtype=torch.uint8)
+            pos[positive[torch.randperm(positive.numel(), device=m.device)[:num_pos]]] = 1
+            neg[picked] = 1
+            pos_out.append(pos)
+            neg_out.append(neg)
+        return pos_out, neg_out
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with 32 groups (fewer when ``channels`` is not a multiple of 32)."""
     return nn.GroupNorm(math.gcd(32, channels), channels)
@@ -167,6 +207,9 @@ def _construct(cfg: InstanceModelConfig, num_classes: int, spacing_mm) -> MaskRC
 
             conv_depth = 2 if cfg.name.endswith("_v2") else 1
             model.rpn.head = RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=conv_depth)
+    if cfg.box_hard_negative_fraction:
+        model.roi_heads.fg_bg_sampler = HardNegativeSampler(cfg.box_batch_size_per_image, cfg.box_positive_fraction,
+                                                            cfg.box_hard_negative_fraction)
     t = model.transform
     model.transform = _NoResize(800, 1333, IMAGE_MEAN, IMAGE_STD, size_divisible=32)
     del t

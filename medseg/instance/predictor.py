@@ -60,7 +60,9 @@ class InstancePredictor(PredictorProtocol):
         ``inference.score_threshold`` when it is a number; else (``auto``) the threshold the
         training run chose on validation (``best.pt["score_threshold"]``, the one of
         ``RUN/threshold.json``); 0.5 for a run that never validated. ``self.cfg.inference.score_threshold``
-        holds the value used and ``self.threshold_source`` says where it came from.
+        holds the value used and ``self.threshold_source`` says where it came from. A mask
+        threshold of ``auto`` becomes the one stored beside the score threshold (0.5 for runs
+        that never validated or predate it).
         ``organ_model``: a U-Net run directory; its mask of each case restricts the lesions kept
         (values ``organ_mask_labels``, default every organ). ``tta`` and ``overlap`` go to that
         organ model (the instance model itself has neither).
@@ -84,6 +86,8 @@ class InstancePredictor(PredictorProtocol):
         else:
             threshold, source = 0.5, "default (the run never validated)"
         cfg.inference.score_threshold = threshold
+        if cfg.inference.mask_threshold == "auto":  # chosen with the score threshold, or 0.5
+            cfg.inference.mask_threshold = float(ckpt.get("mask_threshold") or 0.5)
         dev = resolve_device(device, Dist())
         model = build_model(cfg.model, len(labels), load_pretrained=False, spacing_mm=cfg.data.spacing_mm)
         load_weights(model, ckpt["model"])

@@ -13,8 +13,9 @@ Recipe: AdamW (or SGD with momentum), a short linear warm-up, then cosine / cons
 epoch; gradient-norm clipping; AMP (bf16, or fp16 with a grad scaler) on a GPU. Training uses
 fixed-size crops (:mod:`medseg.instance.dataset`), prediction whole slices at the same scale.
 
-Each validation sweeps the score threshold (:mod:`medseg.instance.validation`); the threshold
-of the best epoch's F1 is stored in ``best.pt`` (``"score_threshold"``) and
+Each validation sweeps the score threshold, and with ``inference.mask_threshold: auto`` the
+mask threshold (:mod:`medseg.instance.validation`); the thresholds of the best epoch's F1 are
+stored in ``best.pt`` (``"score_threshold"``, ``"mask_threshold"``) and
 ``RUN/threshold.json``, where :class:`~medseg.instance.predictor.InstancePredictor` finds it.
 """
 
@@ -140,9 +141,9 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
                    epochs: int | None = None, device: str = "auto", fold: int | str = 0, resume: bool = False,
                    seed: int = 0, progress: bool = True, init: str | Path | None = None, **ignored) -> dict:
     """Train the slice-wise Mask R-CNN; returns ``{"epoch", "best_f1", "best_epoch", "metrics",
-    "score_threshold", "run_dir", "model", "task"}`` (``model``: the trained torch module, final
-    weights -- their moving average with ``optimizer.ema_decay`` -- on its device;
-    ``score_threshold``: the one stored for prediction).
+    "score_threshold", "mask_threshold", "run_dir", "model", "task"}`` (``model``: the trained
+    torch module, final weights -- their moving average with ``optimizer.ema_decay`` -- on its
+    device; ``score_threshold``, ``mask_threshold``: the ones stored for prediction).
 
     Args:
         config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions_cpu.yaml``), its
@@ -184,7 +185,7 @@ class InstanceTask(Task):
         self.class_map = {v: i + 1 for i, v in enumerate(class_values.values())}
         self.model_classes = {"background": 0, **{n: i + 1 for i, n in enumerate(class_values)}}
         self.columns = metric_columns(list(class_values))
-        self.best_start = {"f1": -1.0, "ap50": -1.0, "epoch": -1, "score_threshold": None}
+        self.best_start = {"f1": -1.0, "ap50": -1.0, "epoch": -1, "score_threshold": None, "mask_threshold": None}
 
     def read_cases(self, spec, fold) -> tuple[list[str], list[str]]:
         """Load the fold's training slices and validation volumes (and resolve ``windows: auto``);
@@ -291,14 +292,16 @@ class InstanceTask(Task):
         score = (f1, 0.0 if math.isnan(ap) else ap)  # NaN AP50 (no lesion): F1 decides
         if not score > (best["f1"], best["ap50"]):
             return None
-        return {"f1": f1, "ap50": score[1], "epoch": epoch, "score_threshold": metrics["score_threshold"]}
+        return {"f1": f1, "ap50": score[1], "epoch": epoch, "score_threshold": metrics["score_threshold"],
+                "mask_threshold": metrics["mask_threshold"]}
 
     def on_improved(self, epoch, metrics):
         ap = metrics["ap50"]
         RunDir(self.run_dir).write_json(THRESHOLD, {
-            "score_threshold": metrics["score_threshold"], "epoch": epoch, "val_lesion_f1": metrics["lesion_f1"],
-            "val_ap50": None if math.isnan(ap) else ap,
-            "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()}})
+            "score_threshold": metrics["score_threshold"], "mask_threshold": metrics["mask_threshold"], "epoch": epoch,
+            "val_lesion_f1": metrics["lesion_f1"], "val_ap50": None if math.isnan(ap) else ap,
+            "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()},
+            "f1_by_mask_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_mask_threshold"].items()}})
 
     def row(self, epoch, lr, loss, seconds, metrics):
         return metric_row(epoch, lr, loss, seconds, metrics)
@@ -312,14 +315,15 @@ class InstanceTask(Task):
     def summary(self, metrics):
         return (f"  | val mask AP50 {metrics['ap50']:.3f}, lesion F1 {metrics['lesion_f1']:.3f} "
                 f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f} at score "
-                f">= {metrics['score_threshold']:g}, {metrics['n_ref']} lesions)")
+                f">= {metrics['score_threshold']:g}, mask >= {metrics['mask_threshold']:g}, {metrics['n_ref']} lesions)")
 
     def scalars(self, metrics):
         return {f"val/{key}": metrics[key] for key in ("ap50", "lesion_f1")} if metrics else {}
 
     def checkpoint_keys(self, metrics):
         keys = {"task": "instance", "labels": self.model_classes, "classes": self.class_values,
-                "score_threshold": metrics.get("score_threshold") if metrics else None}
+                "score_threshold": metrics.get("score_threshold") if metrics else None,
+                "mask_threshold": metrics.get("mask_threshold") if metrics else None}
         if self.ema is not None:  # "model" is what predicts; training resumes from "train_model"
             keys.update(model=self.ema.state_dict(), train_model=self.model.state_dict(),
                         ema_updates=self.ema.updates)
@@ -351,5 +355,6 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
                              "classes": class_values, "init": init_info})
     state = fit(task, state)
     return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
-            "metrics": state.metrics, "score_threshold": state.best.get("score_threshold"), "run_dir": str(run_dir),
+            "metrics": state.metrics, "score_threshold": state.best.get("score_threshold"),
+            "mask_threshold": state.best.get("mask_threshold"), "run_dir": str(run_dir),
             "model": task.eval_model, "task": "instance"}

@@ -10,7 +10,7 @@ self-describing)::
     RUN_DIR/run.json        task (none: semantic), dataset, fold, case ids, seed, medseg version, init
     RUN_DIR/best.pt         the best validated weights; RUN_DIR/last.pt the last epoch's (resume)
     RUN_DIR/metrics.csv     one row per epoch
-    RUN_DIR/threshold.json  instance runs: the score threshold chosen on validation
+    RUN_DIR/threshold.json  instance runs: the score (and mask) thresholds chosen on validation
 
 Predictors also accept an nnU-Net v2 results folder (:mod:`medseg.model.nnunet_folder`); its
 task is ``nnunet`` and the folder module reads the rest.

@@ -36,7 +36,7 @@ LEARN = {
     "optimizer": {"name": "adamw", "lr": 0.002},
     "schedule": {"warmup_iterations": 10},
     "epochs": 2, "iterations_per_epoch": 40, "batch_size": 4, "val_every": 1,
-    "inference": {"batch_size": 16},
+    "inference": {"batch_size": 16, "mask_threshold": "auto"},
 }
 
 BLOB_LABELS = {"background": 0, "organ": 1, "lesion": 2}

@@ -15,7 +15,10 @@ import yaml
 import medseg
 from medseg.io import read_volume
 from medseg.metrics import lesion_matching, pooled_rates
+from medseg.instance.config import InstanceInferenceConfig
 from tests.instance.conftest import LEARN
+
+LEARN_MASK_LEVELS = InstanceInferenceConfig().val_mask_thresholds
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +46,9 @@ def test_public_api_trains_an_instance_run_that_learns(learned, blobs):
     pred = medseg.load_predictor(out, device="cpu")
     assert type(pred).__name__ == "InstancePredictor"
     assert pred.cfg.inference.score_threshold == stored and pred.threshold_source.startswith("validation")
+    stored_mask = json.loads((out / "threshold.json").read_text())["mask_threshold"]   # mask_threshold: auto
+    assert stored_mask == result["mask_threshold"] == pred.cfg.inference.mask_threshold
+    assert stored_mask in LEARN_MASK_LEVELS
     results = []
     for img_path in sorted((test_ds / "imagesTr").iterdir()):
         ref = read_volume(test_ds / "labelsTr" / img_path.name.replace("_0000", "")).array == 2

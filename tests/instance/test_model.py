@@ -165,6 +165,67 @@ def test_detect_with_a_threshold_keeps_what_filtering_afterwards_keeps():
     assert model.roi_heads.score_thresh == before  # the model's own setting is restored
 
 
+def test_graded_masks_equal_the_masks_at_each_threshold():
+    """``detect(mask_levels=...)`` runs the network once; each level equals a separate run with
+    that mask threshold (same detections, same scores)."""
+    from medseg.instance.config import instance_config_from_dict
+    from medseg.instance.inference import at_mask_level, detect
+    from tests.instance.conftest import TINY
+
+    cfg = instance_config_from_dict(TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2, spacing_mm=cfg.data.spacing_mm)
+    vol = np.random.default_rng(0).normal(40, 60, (40, 36, 3)).astype(np.float32)
+    levels = [0.3, 0.5, 0.7]
+    graded = detect(model, vol, cfg, torch.device("cpu"), 0.01, mask_levels=levels)
+    assert graded[0].masks.dtype == np.uint8 and sum(len(d.scores) for d in graded) > 0
+    for j, t in enumerate(levels):
+        cfg.inference.mask_threshold = t
+        plain = detect(model, vol, cfg, torch.device("cpu"), 0.01)
+        for a, b in zip(at_mask_level(graded, j), plain):
+            assert a.masks.dtype == bool and np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+    sizes = [sum(int(d.masks.sum()) for d in at_mask_level(graded, j)) for j in range(3)]
+    assert sizes[0] > sizes[1] > sizes[2] > 0  # a random network's masks are not all 0 or 1
+
+
+def test_hard_negative_sampler_takes_the_first_negatives_and_random_others():
+    """Proposals arrive in RPN objectness order, so the hard negatives are the first indices
+    labelled 0; positives and the other negatives are random, counts as torchvision's sampler."""
+    from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
+
+    from medseg.instance.model import HardNegativeSampler
+
+    labels = torch.tensor([0] * 10 + [-1] + [1] * 3)  # 10 negatives, 1 ignored, 3 positives
+    torch.manual_seed(0)
+    pos, neg = HardNegativeSampler(8, 0.25, 0.5)([labels])
+    base_pos, base_neg = BalancedPositiveNegativeSampler(8, 0.25)([labels])
+    assert int(pos[0].sum()) == int(base_pos[0].sum()) == 2 and int(neg[0].sum()) == int(base_neg[0].sum()) == 6
+    assert neg[0][:3].tolist() == [1, 1, 1]                       # 6 x 0.5: the 3 highest-ranked
+    assert int(neg[0][3:10].sum()) == 3 and int(neg[0][10:].sum()) == 0
+    assert set(torch.where(pos[0] > 0)[0].tolist()) <= {11, 12, 13}
+    all_hard = HardNegativeSampler(8, 0.25, 1.0)([labels])[1][0]
+    assert all_hard[:6].tolist() == [1] * 6 and int(all_hard.sum()) == 6
+
+
+def test_rpn_proposals_come_in_objectness_order():
+    """What the hard-negative sampler relies on: torchvision's RPN returns each image's proposals
+    sorted by objectness, highest first (checked on its own filter with random scores)."""
+    from medseg.instance.config import instance_config_from_dict
+    from tests.instance.conftest import TINY
+
+    cfg = instance_config_from_dict({**TINY, "model": {**TINY["model"], "box_hard_negative_fraction": 0.5}})
+    model = build_model(cfg.model, 2, spacing_mm=cfg.data.spacing_mm).train()
+    assert type(model.roi_heads.fg_bg_sampler).__name__ == "HardNegativeSampler"
+    g = torch.Generator().manual_seed(0)
+    n = [300, 200]
+    xy = torch.rand(2, sum(n), 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 4 + torch.rand(2, sum(n), 2, generator=g) * 10], dim=2)
+    objectness = torch.randn(2 * sum(n), 1, generator=g)
+    out, scores = model.rpn.filter_proposals(boxes, objectness, [(64, 64)] * 2, n)
+    for b, s in zip(out, scores):
+        assert len(s) > 10 and torch.all(s[:-1] >= s[1:])
+
+
 def test_images_are_padded_with_air():
     """The transform pads to a multiple of 32 with raw value 0 (air in every CT window)."""
     m = build_model(InstanceModelConfig(), 2)

@@ -143,3 +143,75 @@ def test_link_threshold_keeps_a_lesions_faint_ends():
     cfg.inference.link_score_threshold = 0.2
     linked = validate(ScoredBlobNet(), [case], cfg, {"lesion": 2}, [0, 1, 2], torch.device("cpu"))
     assert linked["lesion_f1"] == 1.0 and linked["score_threshold"] == 0.6
+
+
+class SpillNet(ScoredBlobNet):
+    """Detects each bright blob (channel 0 > 0.9) with score 0.8 and a soft mask: probability
+    1 on the blob and 0.45 on a 2-pixel ring around it (a mask that spills past the edge)."""
+
+    def __call__(self, images):
+        out = []
+        for img in images:
+            c0 = img[0].numpy()
+            cc, n = ndimage.label(c0 > 0.9, np.ones((3, 3)))
+            probs = []
+            for i in range(1, n + 1):
+                blob = cc == i
+                ring = ndimage.binary_dilation(blob, np.ones((3, 3)), iterations=2) & ~blob
+                probs.append(blob * 1.0 + ring * 0.45)
+            m = np.stack(probs).astype(np.float32) if probs else np.zeros((0, *c0.shape), np.float32)
+            out.append({"boxes": torch.zeros((n, 4)), "labels": torch.ones(n, dtype=torch.int64),
+                        "scores": torch.full((n,), 0.8), "masks": torch.from_numpy(m[:, None])})
+        return out
+
+
+def test_validation_chooses_the_mask_threshold_and_prediction_uses_it(tmp_path):
+    """One ball lesion: at mask threshold 0.4 the prediction is the ball plus its ring, less than
+    half of it inside the lesion -> the lesion is covered (recall 1) but the prediction is false
+    (precision 0): F1 0. At 0.6 the prediction is the ball: F1 1. ``auto`` picks 0.6; a fixed
+    0.4 gets F1 0; the predictor of a run that stored 0.6 predicts the ball exactly."""
+    x, y, z = np.meshgrid(*[np.arange(n) for n in (40, 40, 9)], indexing="ij")
+    ball = (x - 15) ** 2 + (y - 15) ** 2 + (z - 4) ** 2 <= 9
+    hu = np.where(ball, 200, 40).astype(np.int16)
+    lab = np.where(ball, 2, 1).astype(np.uint8)
+    case = (Volume(hu, np.eye(4)), Volume(lab, np.eye(4)))
+    spill = sum(int((ndimage.binary_dilation(ball[:, :, k], np.ones((3, 3)), iterations=2)).sum()) for k in range(9))
+    assert ball.sum() / spill < 0.5  # the precondition: the spilled prediction is a false one
+    cfg = _cfg()
+    cfg.inference.val_thresholds = [0.5]
+    cfg.inference.mask_threshold = "auto"
+    cfg.inference.val_mask_thresholds = [0.4, 0.6]
+    auto = validate(SpillNet(), [case], cfg, {"lesion": 2}, [0, 1, 2], torch.device("cpu"))
+    assert auto["f1_by_mask_threshold"] == {0.4: 0.0, 0.6: 1.0}
+    assert auto["mask_threshold"] == 0.6 and auto["lesion_f1"] == 1.0 and auto["score_threshold"] == 0.5
+    cfg.inference.mask_threshold = 0.4
+    fixed = validate(SpillNet(), [case], cfg, {"lesion": 2}, [0, 1, 2], torch.device("cpu"))
+    assert fixed["mask_threshold"] == 0.4 and fixed["lesion_f1"] == 0.0 and fixed["lesion_recall"] == 1.0
+    cfg.inference.mask_threshold = 0.6
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    res = InstancePredictor(SpillNet(), cfg, {"background": 0, "lesion": 1}, tmp_path, torch.device("cpu")).predict([case[0]])
+    np.testing.assert_array_equal(res.mask.array > 0, ball)
+
+
+def test_the_run_stores_the_mask_threshold_for_prediction(tmp_path):
+    """``mask_threshold: auto`` in the run config: the predictor takes the stored value (0.5
+    when none was stored); a number in the config wins."""
+    from medseg.instance.model import build_model
+
+    def run(folder, stored, config_value):
+        folder.mkdir()
+        inf = {**TINY["inference"], "mask_threshold": config_value}
+        cfg = instance_config_from_dict({**TINY, "inference": inf})
+        state = build_model(cfg.model, 2, spacing_mm=cfg.data.spacing_mm).state_dict()
+        ckpt = {"medseg_checkpoint": 1, "model": state, "score_threshold": 0.6, "epoch": 0}
+        if stored is not None:
+            ckpt["mask_threshold"] = stored
+        torch.save(ckpt, folder / "best.pt")
+        (folder / "config.yaml").write_text(yaml.safe_dump({**TINY, "inference": inf}))
+        (folder / "labels.json").write_text(json.dumps({"labels": {"background": 0, "tumour": 4},
+                                                          "classes": {"background": 0, "tumour": 1}}))
+        return InstancePredictor.from_run(folder, device="cpu").cfg.inference.mask_threshold
+
+    assert run(tmp_path / "a", 0.7, "auto") == 0.7
+    assert run(tmp_path / "b", None, "auto") == 0.5
+    assert run(tmp_path / "c", 0.7, 0.4) == 0.4
