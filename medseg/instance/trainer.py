@@ -233,7 +233,10 @@ class InstanceTask(Task):
                                           {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
         else:
             self.opt = torch.optim.SGD(self.params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-        self.amp = autocast_dtype(cfg.precision, self.dev)
+        # precision: bf16 also trains in bf16 on CPUs with native bf16 (steps ~1.6x faster there); validation
+        # runs in the precision prediction uses (fp32 on a CPU: score thresholds near 1 need its resolution)
+        self.amp = autocast_dtype(cfg.precision, self.dev, cpu_bf16=True)
+        self.eval_amp = autocast_dtype(cfg.precision, self.dev)
         self.scaler = torch.amp.GradScaler(self.dev.type, enabled=self.amp == torch.float16)
         self.ema = WeightEMA(self.model, o.ema_decay) if o.ema_decay > 0 else None
         return init_info
@@ -283,7 +286,7 @@ class InstanceTask(Task):
             return {}
         t0 = time.perf_counter()
         metrics = validate(self.eval_model, self.val_cases, self.cfg, self.class_values, self.label_values, self.dev,
-                           self.amp)
+                           self.eval_amp)
         metrics["seconds"] = time.perf_counter() - t0
         return metrics
 

@@ -26,10 +26,14 @@ def resolve_device(name: str, dist=None) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_dtype(precision: str, device: torch.device):
-    """Autocast dtype for ``precision`` (auto | bf16 | fp16 | fp32): None (fp32) on the CPU;
-    on a GPU bf16, or fp16 where bf16 is missing (auto), or what was asked."""
-    if device.type != "cuda" or precision == "fp32":
+def autocast_dtype(precision: str, device: torch.device, cpu_bf16: bool = False):
+    """Autocast dtype for ``precision`` (auto | bf16 | fp16 | fp32): on a GPU bf16, or fp16
+    where bf16 is missing (auto), or what was asked. On the CPU None (fp32); with ``cpu_bf16``
+    (a caller that supports it), an explicit ``bf16`` is honoured where the CPU has native bf16
+    arithmetic (:func:`cpu_bf16_supported`; emulated bf16 is many times slower)."""
+    if device.type != "cuda":
+        return torch.bfloat16 if cpu_bf16 and precision == "bf16" and cpu_bf16_supported() else None
+    if precision == "fp32":
         return None
     if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
         return torch.float16

@@ -268,3 +268,17 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
     losses = [train_step(model, images, targets, opt, scaler, params, 10.0) for _ in range(3)]
     after = _loss(model, images, targets)
     assert all(np.isfinite(losses)) and after < before
+
+
+def test_cpu_bf16_only_when_asked_and_native(monkeypatch):
+    """precision auto stays fp32 on a CPU; an explicit bf16 trains in bf16 only where the CPU has
+    native bf16 (and only for callers that opt in: the instance trainer); a GPU is unchanged."""
+    import medseg.model.device as device
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)
+    assert device.autocast_dtype("bf16", cpu, cpu_bf16=True) == torch.bfloat16
+    assert device.autocast_dtype("auto", cpu, cpu_bf16=True) is None
+    assert device.autocast_dtype("bf16", cpu) is None and device.autocast_dtype("fp32", cpu, cpu_bf16=True) is None
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: False)
+    assert device.autocast_dtype("bf16", cpu, cpu_bf16=True) is None
