@@ -274,6 +274,9 @@ class InstanceInferenceConfig:
         max_gap: slices a lesion may skip (missed detections) and still be linked.
         min_lesion_voxels: smaller 3D lesions (source-grid voxels) are dropped.
         organ_overlap: with an organ mask, a lesion is kept when this fraction lies inside.
+        tta: ``none`` (default) or ``flips``: every slice also runs flipped along x and along y
+            and the three passes are merged by consensus (:mod:`medseg.instance.tta`; 3x the
+            network time), in validation too, so the stored thresholds fit the merged scores.
     """
 
     score_threshold: float | Literal["auto"] = "auto"
@@ -287,8 +290,11 @@ class InstanceInferenceConfig:
     max_gap: int = 1
     min_lesion_voxels: int = 1
     organ_overlap: float = 0.5
+    tta: Literal["none", "flips"] = "none"
 
     def validate(self, where: str) -> None:
+        if self.tta not in ("none", "flips"):
+            raise ConfigError(f"{where}.tta: none or flips, got {self.tta!r}")
         if self.score_threshold != "auto" and not 0 <= self.score_threshold <= 1:
             raise ConfigError(f"{where}.score_threshold: auto or a number in [0, 1], got {self.score_threshold}")
         if self.link_score_threshold is not None and not 0 <= self.link_score_threshold <= 1:

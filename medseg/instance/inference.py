@@ -23,6 +23,7 @@ from medseg.instance.config import InstanceConfig
 from medseg.instance.lesions import lesion_rows
 from medseg.instance.linking import SliceDetections, link_lesions
 from medseg.instance.slices import instances_to_source
+from medseg.instance.tta import TTA_PASSES, flip_images, merge_passes, unflip_result
 from medseg.preprocess.pipeline import PreprocessRecord
 from medseg.volume import Volume
 
@@ -53,7 +54,9 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
     Slices go through the network ``cfg.inference.batch_size`` at a time; ``progress(done,
     total)`` is called after each batch and ``cancel`` (when set) raises `Cancelled` before the
     next. Detections scoring below ``score_threshold`` are dropped; masks are bool, thresholded
-    at the config's mask threshold (:func:`mask_threshold`). With ``mask_levels`` (increasing
+    at the config's mask threshold (:func:`mask_threshold`). With ``inference.tta: flips`` each
+    batch also runs flipped and the passes are merged (:mod:`medseg.instance.tta`) before the
+    thresholds apply. With ``mask_levels`` (increasing
     probabilities) masks are instead uint8 levels: the number of ``mask_levels`` a pixel's
     probability reaches, so ``masks >= j + 1`` is the mask at ``mask_levels[j]``
     (:func:`at_mask_level`); same memory as bool masks.
@@ -64,15 +67,23 @@ def detect(model, volume: np.ndarray, cfg: InstanceConfig, device: torch.device,
     n = volume.shape[2]
     scale = intensity_range(volume, cfg.data)
     bs = cfg.inference.batch_size
+    passes = TTA_PASSES[cfg.inference.tta]
+    # with several passes each keeps the low scores validation sees, so that a merged score
+    # (a mean over the passes) is the same in validation and prediction
+    pass_floor = score_threshold if len(passes) == 1 else min(score_threshold, cfg.inference.val_score_threshold)
     out: list[SliceDetections] = []
-    with _roi_score_cut(model, score_threshold):
+    with _roi_score_cut(model, pass_floor):
         for start in range(0, n, bs):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("prediction cancelled; nothing was written for this case")
             ks = range(start, min(start + bs, n))
             images = [torch.from_numpy(slice_channels(volume, k, cfg.data, scale)).to(device) for k in ks]
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                results = model(images)
+            per_pass = []
+            for axes in passes:
+                with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype,
+                                                            enabled=amp_dtype is not None):
+                    per_pass.append([unflip_result(r, axes) for r in model(flip_images(images, axes))])
+            results = [merge_passes([pp[s] for pp in per_pass]) for s in range(len(images))]
             for r in results:
                 keep = r["scores"] >= score_threshold
                 prob = r["masks"][keep, 0].float().cpu()
