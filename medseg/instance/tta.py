@@ -20,6 +20,7 @@ less past a small lesion's edge. Validation runs the same passes, so the thresho
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 #: The passes of each ``inference.tta`` mode: tuples of flipped slice axes (0: x, 1: y).
@@ -64,24 +65,21 @@ def merge_passes(results: list[dict], iou: float = MERGE_IOU) -> dict:
     shape = probs.shape[1:]
     if len(scores) == 0:
         return {"masks": probs.new_zeros((0, 1, *shape)), "labels": labels, "scores": scores}
-    binary = probs >= 0.5
-    boxes = _mask_boxes(binary)
-    area = binary.flatten(1).sum(1)
-    order = torch.sort(-scores, stable=True).indices.tolist()
-    used = [False] * len(order)
+    ious = _mask_ious(probs >= 0.5)
+    order = np.argsort(-scores.numpy(), kind="stable")
+    owner_np, labels_np = owner.numpy(), labels.numpy()
+    free = np.ones(len(order), bool)
     out_masks, out_labels, out_scores = [], [], []
     for i in order:
-        if used[i]:
+        if not free[i]:
             continue
-        used[i] = True
-        group, taken = [i], {int(owner[i])}
-        for j in order:
-            if used[j] or int(owner[j]) in taken or int(labels[j]) != int(labels[i]):
-                continue
-            if _iou(binary, boxes, area, i, j) >= iou:
-                group.append(j)
-                taken.add(int(owner[j]))
-                used[j] = True
+        free[i] = False
+        # candidates in score order: ungrouped, same class, another pass, overlapping enough
+        cand = order[free[order] & (labels_np[order] == labels_np[i]) & (owner_np[order] != owner_np[i])
+                     & (ious[i, order] >= iou)]
+        _, first = np.unique(owner_np[cand], return_index=True)  # each pass's highest-scoring one
+        group = [int(i), *(int(j) for j in cand[first])]
+        free[group] = False
         out_masks.append(probs[group].sum(0) / n_pass)
         out_scores.append(scores[group].sum() / n_pass)
         out_labels.append(labels[i])
@@ -89,24 +87,10 @@ def merge_passes(results: list[dict], iou: float = MERGE_IOU) -> dict:
             "scores": torch.stack(out_scores)}
 
 
-def _mask_boxes(binary: torch.Tensor) -> torch.Tensor:
-    """``(N, 4)`` int64 boxes ``(x0, x1, y0, y1)`` (end exclusive) of bool masks ``(N, X, Y)``;
-    an empty mask gets an empty box ``(0, 0, 0, 0)``."""
-    out = torch.zeros((len(binary), 4), dtype=torch.int64)
-    rows, cols = binary.any(2), binary.any(1)
-    for n in range(len(binary)):
-        xs, ys = torch.nonzero(rows[n])[:, 0], torch.nonzero(cols[n])[:, 0]
-        if len(xs):
-            out[n] = torch.stack([xs[0], xs[-1] + 1, ys[0], ys[-1] + 1])
-    return out
-
-
-def _iou(binary: torch.Tensor, boxes: torch.Tensor, area: torch.Tensor, i: int, j: int) -> float:
-    """IoU of masks i and j, intersecting only within the overlap of their boxes."""
-    x0, y0 = int(max(boxes[i, 0], boxes[j, 0])), int(max(boxes[i, 2], boxes[j, 2]))
-    x1, y1 = int(min(boxes[i, 1], boxes[j, 1])), int(min(boxes[i, 3], boxes[j, 3]))
-    if x1 <= x0 or y1 <= y0:
-        return 0.0
-    inter = int((binary[i, x0:x1, y0:y1] & binary[j, x0:x1, y0:y1]).sum())
-    union = int(area[i] + area[j]) - inter
-    return inter / union if union else 0.0
+def _mask_ious(binary: torch.Tensor) -> np.ndarray:
+    """``(N, N)`` float64 IoU matrix of bool masks ``(N, X, Y)`` (0 where both are empty)."""
+    flat = binary.flatten(1).float()
+    inter = (flat @ flat.T).double().numpy()
+    area = np.diag(inter)
+    union = area[:, None] + area[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
