@@ -52,15 +52,15 @@ def merge_passes(results: list[dict], iou: float = MERGE_IOU) -> dict:
             ``(N, 1, X, Y)`` probabilities, ``labels`` int64 ``(N,)``, ``scores`` float ``(N,)``.
 
     Returns:
-        ``{"masks": (M, 1, X, Y) float32, "labels": (M,) int64, "scores": (M,) float32}``, in
-        the order groups were formed (decreasing score of their first detection).
+        ``{"masks": (M, 1, X, Y) float32, "labels": (M,) int64, "scores": (M,) float32}`` on the
+        CPU, in the order groups were formed (decreasing score of their first detection).
     """
     n_pass = len(results)
     if n_pass == 1:
         return results[0]
-    probs = torch.cat([r["masks"][:, 0].float() for r in results])
-    labels = torch.cat([r["labels"] for r in results])
-    scores = torch.cat([r["scores"].float() for r in results])
+    probs = torch.cat([r["masks"][:, 0].float().cpu() for r in results])
+    labels = torch.cat([r["labels"].cpu() for r in results])
+    scores = torch.cat([r["scores"].float().cpu() for r in results])
     owner = torch.cat([torch.full((len(r["scores"]),), p, dtype=torch.int64) for p, r in enumerate(results)])
     shape = probs.shape[1:]
     if len(scores) == 0:
