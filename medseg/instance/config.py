@@ -293,8 +293,6 @@ class InstanceInferenceConfig:
     tta: Literal["none", "flips"] = "none"
 
     def validate(self, where: str) -> None:
-        if self.tta not in ("none", "flips"):
-            raise ConfigError(f"{where}.tta: none or flips, got {self.tta!r}")
         if self.score_threshold != "auto" and not 0 <= self.score_threshold <= 1:
             raise ConfigError(f"{where}.score_threshold: auto or a number in [0, 1], got {self.score_threshold}")
         if self.link_score_threshold is not None and not 0 <= self.link_score_threshold <= 1:
