@@ -20,6 +20,7 @@ classes on the same held-out lesions.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -198,6 +199,7 @@ def main() -> None:
     from medseg.data.phantoms import write_phantom_dataset
     from medseg.instance.config import load_instance_config
     from medseg.instance.trainer import train_instance
+    from medseg.instance.tta import TTA_PASSES
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tmp = Path(tempfile.mkdtemp(prefix="medseg-bench-maskrcnn-"))
@@ -210,7 +212,13 @@ def main() -> None:
         budget = args.minutes * 60
         shutil.rmtree(work / "run", ignore_errors=True)
         t0 = time.perf_counter()
-        train_instance(cfg, train_ds, work / "run", epochs=1, device=str(device.type), progress=False)
+        # the probe epoch: with `tta` and `val_tta: final` the epochs validate on the plain pass and
+        # the run ends with one validation with TTA, which the probe (a one-epoch run) must not spend
+        final_tta = cfg.inference.tta != "none" and cfg.inference.val_tta == "final"
+        probe = copy.deepcopy(cfg)
+        if final_tta:
+            probe.inference.tta = "none"
+        train_instance(probe, train_ds, work / "run", epochs=1, device=str(device.type), progress=False)
         t_first = time.perf_counter() - t0
         row = list(csv.DictReader(open(work / "run" / "metrics.csv")))[0]
         t_train, t_val = float(row["seconds"]), float(row.get("val_seconds") or 0.0)
@@ -218,10 +226,13 @@ def main() -> None:
         # and validation on every detection above the floor, both rare in an untrained model
         t_epoch = GROWTH * (t_train + t_val / cfg.val_every)
         setup = max(0.0, t_first - t_train - t_val)
-        epochs = max(1, 1 + int((budget - t_first - setup) / max(t_epoch, 1e-6)))
-        _log(f"first epoch {t_train:.0f} s training + {t_val:.0f} s validation + {setup:.0f} s set-up -> "
-             f"{epochs} epochs in {args.minutes:g} min")
-        if epochs > 1:
+        # the final validation with TTA: one pass per flip (TTA_PASSES) of a trained model
+        t_final = GROWTH * t_val * len(TTA_PASSES[cfg.inference.tta]) if final_tta else 0.0
+        epochs = max(1, 1 + int((budget - t_first - setup - t_final) / max(t_epoch, 1e-6)))
+        _log(f"first epoch {t_train:.0f} s training + {t_val:.0f} s validation + {setup:.0f} s set-up"
+             + (f", {t_final:.0f} s for the final validation with TTA" if final_tta else "")
+             + f" -> {epochs} epochs in {args.minutes:g} min")
+        if epochs > 1 or final_tta:  # one epoch with TTA: --resume of the finished run runs the final validation
             train_instance(cfg, train_ds, work / "run", epochs=epochs, resume=True, device=str(device.type),
                            progress=False)
         t_total = time.perf_counter() - t0

@@ -276,7 +276,12 @@ class InstanceInferenceConfig:
         organ_overlap: with an organ mask, a lesion is kept when this fraction lies inside.
         tta: ``none`` (default) or ``flips``: every slice also runs flipped along x and along y
             and the three passes are merged by consensus (:mod:`medseg.instance.tta`; 3x the
-            network time), in validation too, so the stored thresholds fit the merged scores.
+            network time). The stored thresholds are chosen on merged scores (see ``val_tta``).
+        val_tta: with ``tta: flips``, when validation runs the flipped passes too: ``final``
+            (default) validates each epoch on the plain pass (that only picks the best epoch)
+            and the best weights once more with TTA at the end of training, which chooses the
+            thresholds stored for prediction (one TTA validation in all); ``every``: every
+            validation with TTA (about 2.5x the validation time).
     """
 
     score_threshold: float | Literal["auto"] = "auto"
@@ -291,6 +296,7 @@ class InstanceInferenceConfig:
     min_lesion_voxels: int = 1
     organ_overlap: float = 0.5
     tta: Literal["none", "flips"] = "none"
+    val_tta: Literal["final", "every"] = "final"
 
     def validate(self, where: str) -> None:
         if self.score_threshold != "auto" and not 0 <= self.score_threshold <= 1:

@@ -59,7 +59,8 @@ class InstancePredictor(PredictorProtocol):
         The score threshold is, in this order: ``score_threshold`` when given; the run config's
         ``inference.score_threshold`` when it is a number; else (``auto``) the threshold the
         training run chose on validation (``best.pt["score_threshold"]``, the one of
-        ``RUN/threshold.json``); 0.5 for a run that never validated. ``self.cfg.inference.score_threshold``
+        ``RUN/threshold.json``; with ``inference.tta`` the one of the run's final validation with
+        TTA); 0.5 for a run that never validated. ``self.cfg.inference.score_threshold``
         holds the value used and ``self.threshold_source`` says where it came from. A mask
         threshold of ``auto`` becomes the one stored beside the score threshold (0.5 for runs
         that never validated or predate it).
@@ -83,6 +84,10 @@ class InstancePredictor(PredictorProtocol):
             threshold, source = float(cfg.inference.score_threshold), "config"
         elif ckpt.get("score_threshold") is not None:
             threshold, source = float(ckpt["score_threshold"]), f"validation ({checkpoint})"
+            inf = cfg.inference
+            if inf.tta != "none" and inf.val_tta == "final" and (ckpt.get("calibration") or {}).get("tta") != inf.tta:
+                source += (f", chosen without TTA: the run has not finished its final validation with tta {inf.tta} "
+                           "(`medseg train --resume` runs it)")
         else:
             threshold, source = 0.5, "default (the run never validated)"
         cfg.inference.score_threshold = threshold

@@ -17,11 +17,16 @@ Each validation sweeps the score threshold, and with ``inference.mask_threshold:
 mask threshold (:mod:`medseg.instance.validation`); the thresholds of the best epoch's F1 are
 stored in ``best.pt`` (``"score_threshold"``, ``"mask_threshold"``) and
 ``RUN/threshold.json``, where :class:`~medseg.instance.predictor.InstancePredictor` finds it.
+With ``inference.tta: flips`` and ``val_tta: final`` the epochs validate on the plain pass and
+:func:`final_validation` validates ``best.pt``'s weights once with TTA after the last epoch; its
+thresholds replace the stored ones (``best.pt["calibration"]`` records it). An interrupted final
+validation is redone by ``--resume``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -39,7 +44,8 @@ from medseg.instance.model import build_model
 from medseg.instance.report import metric_columns, metric_row, plot_curve
 from medseg.instance.validation import validate
 from medseg.io import read_volume
-from medseg.model.rundir import CONFIG, LABELS, RUN_INFO, THRESHOLD, RunDir
+from medseg.model import checkpoint as ck
+from medseg.model.rundir import BEST, CONFIG, LABELS, LAST, RUN_INFO, THRESHOLD, RunDir
 from medseg.model.device import autocast_dtype, resolve_device
 from medseg.train.distributed import Dist
 from medseg.train.ema import WeightEMA
@@ -163,11 +169,19 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
     run_dir = Path(out)
     check_run_dir(run_dir, resume)
     dev = resolve_device(device, Dist())
-    ckpt, epochs = resume_point(run_dir, resume, epochs, cfg.epochs)
     if init is not None and resume:
         raise InputError("--init starts a new run from an earlier run's weights; drop --resume (resume continues "
                          "this run's own weights)")
-    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, EpochReporter(progress), init)
+    finish_only = False
+    try:
+        ckpt, epochs = resume_point(run_dir, resume, epochs, cfg.epochs)
+    except InputError:  # a finished run: --resume still completes an interrupted final validation
+        if not (resume and _final_validation_pending(cfg, run_dir)):
+            raise
+        ckpt = ck.load_checkpoint(run_dir / LAST)
+        epochs, finish_only = int(ckpt["total_epochs"]), True
+    return _run(cfg, Path(dataset), run_dir, epochs, dev, fold, seed, ckpt, EpochReporter(progress), init,
+                finish_only)
 
 
 class InstanceTask(Task):
@@ -281,12 +295,24 @@ class InstanceTask(Task):
             self.ema.update(self.model)
         return loss
 
-    def evaluate(self) -> dict:
+    @property
+    def final_tta(self) -> bool:
+        """Whether the epochs validate on the plain pass and :func:`final_validation` runs TTA."""
+        inf = self.cfg.inference
+        return inf.tta != "none" and inf.val_tta == "final"
+
+    def evaluate(self, model=None, cfg: InstanceConfig | None = None) -> dict:
+        """Validation of ``model`` (default: the weights validation uses) with ``cfg`` (default:
+        the epochs' settings: the plain pass under ``val_tta: final``)."""
         if not self.val_cases:
             return {}
+        if cfg is None:
+            cfg = self.cfg
+            if self.final_tta:
+                cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, tta="none"))
         t0 = time.perf_counter()
-        metrics = validate(self.eval_model, self.val_cases, self.cfg, self.class_values, self.label_values, self.dev,
-                           self.eval_amp)
+        metrics = validate(self.eval_model if model is None else model, self.val_cases, cfg, self.class_values,
+                           self.label_values, self.dev, self.eval_amp)
         metrics["seconds"] = time.perf_counter() - t0
         return metrics
 
@@ -299,10 +325,14 @@ class InstanceTask(Task):
                 "mask_threshold": metrics["mask_threshold"]}
 
     def on_improved(self, epoch, metrics):
+        self.write_thresholds(epoch, metrics, "none" if self.final_tta else self.cfg.inference.tta)
+
+    def write_thresholds(self, epoch: int, metrics: dict, tta: str) -> None:
+        """``RUN/threshold.json``: the thresholds of ``metrics`` (validation with ``tta``) and their F1 curves."""
         ap = metrics["ap50"]
         RunDir(self.run_dir).write_json(THRESHOLD, {
             "score_threshold": metrics["score_threshold"], "mask_threshold": metrics["mask_threshold"], "epoch": epoch,
-            "val_lesion_f1": metrics["lesion_f1"], "val_ap50": None if math.isnan(ap) else ap,
+            "tta": tta, "val_lesion_f1": metrics["lesion_f1"], "val_ap50": None if math.isnan(ap) else ap,
             "f1_by_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_threshold"].items()},
             "f1_by_mask_threshold": {f"{t:g}": round(v, 6) for t, v in metrics["f1_by_mask_threshold"].items()}})
 
@@ -333,8 +363,59 @@ class InstanceTask(Task):
         return keys
 
 
+def _final_validation_pending(cfg: InstanceConfig, run_dir: Path) -> bool:
+    """Whether ``best.pt`` still lacks the final validation with ``cfg``'s TTA."""
+    inf, best = cfg.inference, Path(run_dir) / BEST
+    if inf.tta == "none" or inf.val_tta != "final" or not best.is_file():
+        return False
+    return (ck.load_checkpoint(best).get("calibration") or {}).get("tta") != inf.tta
+
+
+def final_validation(task: InstanceTask) -> dict | None:
+    """Validate ``best.pt``'s weights with the config's TTA and store the thresholds chosen on
+    the merged scores in ``best.pt`` (``score_threshold``, ``mask_threshold`` and
+    ``calibration``, a record of this validation) and ``threshold.json``, each written
+    atomically; only under :attr:`InstanceTask.final_tta` with validation cases. A ``best.pt``
+    already validated with this TTA is left as it is. Returns the ``calibration`` record, or None.
+
+    Ctrl-C or SIGTERM leave ``best.pt`` with the plain-pass thresholds; ``--resume`` then runs
+    only this validation.
+    """
+    path = task.run_dir / BEST
+    if not (task.final_tta and task.val_cases and path.is_file()):
+        return None
+    best = ck.load_checkpoint(path)
+    tta = task.cfg.inference.tta
+    if (best.get("calibration") or {}).get("tta") == tta:
+        return best["calibration"]
+    epoch = int(best["epoch"])
+    task.rep.line(f"final validation: best.pt (epoch {epoch + 1}) with tta {tta}, to choose the stored thresholds")
+    model = copy.deepcopy(task.eval_model)
+    model.load_state_dict(best["model"])
+    try:
+        m = task.evaluate(model, task.cfg)
+    except KeyboardInterrupt:
+        task.rep.line(f"interrupted in the final validation: {path} keeps the thresholds chosen without TTA; "
+                      "--resume runs only this validation")
+        raise
+    plain = best.get("best") or {}
+    record = {"tta": tta, "epoch": epoch, "score_threshold": m["score_threshold"],
+              "mask_threshold": m["mask_threshold"], "val_lesion_f1": m["lesion_f1"],
+              "val_lesion_precision": m["lesion_precision"], "val_lesion_recall": m["lesion_recall"],
+              "plain_val_lesion_f1": plain.get("f1"), "plain_score_threshold": best.get("score_threshold"),
+              "plain_mask_threshold": best.get("mask_threshold"), "seconds": m["seconds"]}
+    best.update(score_threshold=m["score_threshold"], mask_threshold=m["mask_threshold"], calibration=record)
+    ck.save_checkpoint(path, best)
+    task.write_thresholds(epoch, m, tta)
+    was = f" (without TTA {plain['f1']:.3f})" if plain.get("f1") is not None else ""
+    task.rep.line(f"final validation with tta {tta}: lesion F1 {m['lesion_f1']:.3f}{was}, P {m['lesion_precision']:.2f} "
+                  f"R {m['lesion_recall']:.2f} at score >= {m['score_threshold']:g}, mask >= {m['mask_threshold']:g}; "
+                  f"stored for prediction ({m['seconds']:.0f} s)")
+    return record
+
+
 def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fold, seed: int, ckpt, rep,
-         init=None) -> dict:
+         init=None, finish_only: bool = False) -> dict:
     spec = load_dataset(dataset)
     if ckpt is None:
         check_or_raise(spec)
@@ -356,8 +437,10 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
                              "train": train_ids, "val": val_ids, "medseg_version": __version__,
                              "world_size": 1, "device": str(dev), "model": cfg.model.name,
                              "classes": class_values, "init": init_info})
-    state = fit(task, state)
+    if not finish_only:
+        state = fit(task, state)
+    final = final_validation(task) or state.best
     return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
-            "metrics": state.metrics, "score_threshold": state.best.get("score_threshold"),
-            "mask_threshold": state.best.get("mask_threshold"), "run_dir": str(run_dir),
+            "metrics": state.metrics, "score_threshold": final.get("score_threshold"),
+            "mask_threshold": final.get("mask_threshold"), "run_dir": str(run_dir),
             "model": task.eval_model, "task": "instance"}
