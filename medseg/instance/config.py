@@ -57,6 +57,12 @@ class InstanceDataConfig:
             8 in-plane rotations / reflections by 90 degrees is drawn equally often.
         intensity_jitter: random offset of the input channels, +- this (fraction of the [0, 1]
             range), per crop.
+        hard_negative_fraction: share of the negative crops centred (with ``crop_jitter``) on
+            the model's own false positives, mined on training slices after each validation
+            (:mod:`medseg.instance.mining`); 0 (default) mines nothing.
+        mining_slices: training slices the model runs on per mining round.
+        mining_score: detections scoring at least this are mined (when less than half of the
+            mask lies on a lesion class).
     """
 
     classes: list[str] | Literal["auto"] = "auto"
@@ -77,6 +83,9 @@ class InstanceDataConfig:
     flip: bool = True
     rotate90: bool = False
     intensity_jitter: float = 0.03
+    hard_negative_fraction: float = 0.0
+    mining_slices: int = 96
+    mining_score: float = 0.5
 
     def validate(self, where: str) -> None:
         if self.classes != "auto" and not self.classes:
@@ -100,11 +109,13 @@ class InstanceDataConfig:
         if self.crop_px != 0 and self.crop_px < 32:
             raise ConfigError(f"{where}.crop_px: must be 0 (whole slices) or >= 32 pixels, got {self.crop_px}")
         for name, hi in (("lesion_crop_fraction", 1.0), ("crop_jitter", 0.5), ("empty_slice_rate", 1.0),
-                         ("intensity_jitter", 0.5)):
+                         ("intensity_jitter", 0.5), ("hard_negative_fraction", 1.0), ("mining_score", 1.0)):
             if not 0 <= getattr(self, name) <= hi:
                 raise ConfigError(f"{where}.{name}: must be in [0, {hi:g}], got {getattr(self, name)}")
         if self.min_instance_pixels < 1:
             raise ConfigError(f"{where}.min_instance_pixels: must be >= 1")
+        if self.mining_slices < 1:
+            raise ConfigError(f"{where}.mining_slices: must be >= 1 slice, got {self.mining_slices}")
 
 
 #: ResNet stage -> output stride (pixels per feature cell).

@@ -14,6 +14,8 @@ structure drawn uniformly from the case's other labels (its organs) and "the lab
 a small organ (a kidney, whose medulla looks like a hypodense lesion) is seen as often as the
 large one around the lesions; with ``box`` (and for the box choice) at a uniformly random
 centre inside the case's labelled box (all foreground labels) on a uniformly random slice.
+With ``hard_negative_fraction`` > 0 that share of the negatives is centred on the model's own
+false positives instead (:mod:`medseg.instance.mining`).
 Windows reaching outside the slice are padded with air (every channel 0), so every crop has
 the same size. With ``crop_px: 0`` the items are whole slices:
 every slice holding an instance plus a random share ``empty_slice_rate`` of the others.
@@ -130,8 +132,13 @@ def load_case(case: Case, cfg: InstanceDataConfig, class_values: list[int], labe
                      structure_voxels(lab, class_values, case.case_id), owner)
 
 
-def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoch: int, needed: int) -> list[Item]:
-    """``needed`` items for ``epoch`` (rules in the module docstring). Deterministic."""
+def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoch: int, needed: int,
+                hard: list[tuple[int, int, int, int]] | None = None) -> list[Item]:
+    """``needed`` items for ``epoch`` (rules in the module docstring). Deterministic.
+
+    ``hard``: mined false-positive centres ``(case index, k, x, y)``
+    (:mod:`medseg.instance.mining`); a share ``hard_negative_fraction`` of the negative crops is
+    centred on one of them, jittered like lesion crops."""
     rng = np.random.default_rng([seed, epoch])
     if cfg.crop_px == 0:
         return _slice_order(cases, cfg.empty_slice_rate, rng, needed)
@@ -144,6 +151,10 @@ def epoch_order(cases: list[SliceCase], cfg: InstanceDataConfig, seed: int, epoc
             # a one-row group draws nothing: with `slices` (every group one row) the random
             # stream, and so every existing run's crop plan, is the one it always was
             ci, k, x, y = rows[int(rng.integers(len(rows)))] if len(rows) > 1 else rows[0]
+            j = cfg.crop_jitter * size
+            cx, cy = x + rng.uniform(-j, j), y + rng.uniform(-j, j)
+        elif hard and cfg.hard_negative_fraction > 0 and rng.random() < cfg.hard_negative_fraction:
+            ci, k, x, y = hard[int(rng.integers(len(hard)))]
             j = cfg.crop_jitter * size
             cx, cy = x + rng.uniform(-j, j), y + rng.uniform(-j, j)
         else:

@@ -40,6 +40,7 @@ from medseg.data.layout import load_dataset
 from medseg.errors import InputError
 from medseg.instance.config import InstanceConfig, config_dict, load_instance_config
 from medseg.instance.dataset import epoch_order, load_case, make_batch
+from medseg.instance.mining import mine_false_positives
 from medseg.instance.model import build_model
 from medseg.instance.report import metric_columns, metric_row, plot_curve
 from medseg.instance.validation import validate
@@ -200,6 +201,8 @@ class InstanceTask(Task):
         self.model_classes = {"background": 0, **{n: i + 1 for i, n in enumerate(class_values)}}
         self.columns = metric_columns(list(class_values))
         self.best_start = {"f1": -1.0, "ap50": -1.0, "epoch": -1, "score_threshold": None, "mask_threshold": None}
+        self.hard_negatives: list[tuple[int, int, int, int]] = []  # mined after each validation (mining.py)
+        self.epoch = 0
 
     def read_cases(self, spec, fold) -> tuple[list[str], list[str]]:
         """Load the fold's training slices and validation volumes (and resolve ``windows: auto``);
@@ -255,10 +258,14 @@ class InstanceTask(Task):
         self.ema = WeightEMA(self.model, o.ema_decay) if o.ema_decay > 0 else None
         return init_info
 
-    def restore_ema(self, ckpt: dict | None) -> None:
+    def restore(self, ckpt: dict | None) -> None:
         """After ``--resume`` loaded ``last.pt``: its ``model`` is the average when the run keeps
-        one, and ``train_model`` the weights training continues from."""
-        if ckpt is None or "train_model" not in ckpt:
+        one, and ``train_model`` the weights training continues from; ``hard_negatives`` the
+        mined pool the next crops are drawn from."""
+        if ckpt is None:
+            return
+        self.hard_negatives = [tuple(int(v) for v in row) for row in ckpt.get("hard_negatives") or []]
+        if "train_model" not in ckpt:
             return
         self.model.load_state_dict(ckpt["train_model"])
         if self.ema is not None:
@@ -275,7 +282,8 @@ class InstanceTask(Task):
     def batches(self, state: RunState):
         """The epoch's batches, each after setting its iteration's learning rate."""
         cfg, epoch, bs = self.cfg, state.epoch, self.cfg.batch_size
-        order = epoch_order(self.cases, cfg.data, self.seed, epoch, cfg.iterations_per_epoch * bs)
+        self.epoch = epoch
+        order = epoch_order(self.cases, cfg.data, self.seed, epoch, cfg.iterations_per_epoch * bs, self.hard_negatives)
         for it in range(state.iteration, cfg.iterations_per_epoch):
             lr = learning_rate(cfg, epoch, it, self.epochs, state.anchor)
             for g in self.opt.param_groups:
@@ -306,6 +314,7 @@ class InstanceTask(Task):
         the epochs' settings: the plain pass under ``val_tta: final``)."""
         if not self.val_cases:
             return {}
+        epoch_validation = model is None and cfg is None
         if cfg is None:
             cfg = self.cfg
             if self.final_tta:
@@ -313,6 +322,12 @@ class InstanceTask(Task):
         t0 = time.perf_counter()
         metrics = validate(self.eval_model if model is None else model, self.val_cases, cfg, self.class_values,
                            self.label_values, self.dev, self.eval_amp)
+        d = self.cfg.data
+        if epoch_validation and d.hard_negative_fraction > 0:  # the next epochs' hard negative crops
+            self.hard_negatives = mine_false_positives(
+                self.eval_model, self.cases, d, list(self.class_values.values()), self.dev, self.seed, self.epoch,
+                d.mining_slices, d.mining_score, self.cfg.inference.batch_size, self.eval_amp)
+            metrics["hard_negatives"] = len(self.hard_negatives)
         metrics["seconds"] = time.perf_counter() - t0
         return metrics
 
@@ -348,13 +363,15 @@ class InstanceTask(Task):
     def summary(self, metrics):
         return (f"  | val mask AP50 {metrics['ap50']:.3f}, lesion F1 {metrics['lesion_f1']:.3f} "
                 f"(P {metrics['lesion_precision']:.2f} R {metrics['lesion_recall']:.2f} at score "
-                f">= {metrics['score_threshold']:g}, mask >= {metrics['mask_threshold']:g}, {metrics['n_ref']} lesions)")
+                f">= {metrics['score_threshold']:g}, mask >= {metrics['mask_threshold']:g}, {metrics['n_ref']} lesions"
+                + (f"; {metrics['hard_negatives']} false positives mined" if "hard_negatives" in metrics else "") + ")")
 
     def scalars(self, metrics):
         return {f"val/{key}": metrics[key] for key in ("ap50", "lesion_f1")} if metrics else {}
 
     def checkpoint_keys(self, metrics):
         keys = {"task": "instance", "labels": self.model_classes, "classes": self.class_values,
+                "hard_negatives": [list(row) for row in self.hard_negatives],
                 "score_threshold": metrics.get("score_threshold") if metrics else None,
                 "mask_threshold": metrics.get("mask_threshold") if metrics else None}
         if self.ema is not None:  # "model" is what predicts; training resumes from "train_model"
@@ -427,7 +444,7 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     if init_info is None and ckpt is not None:
         init_info = earlier_run(run_dir).get("init")
     state = start_state(task, ckpt)
-    task.restore_ema(ckpt)
+    task.restore(ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
     rd = RunDir(run_dir)
     rd.write_yaml(CONFIG, config_dict(cfg))
