@@ -53,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if config_task(args.config) == "instance":  # `task: instance`: the slice-wise Mask R-CNN (medseg.instance)
         result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device,
                        fold=args.fold, resume=args.resume, seed=args.seed, init=args.init)
-        best = result["best_f1"]
+        best, final = result["best_f1"], result.get("final_validation")
         print(f"run {result['run_dir']}: best validation 3D lesion F1 "
-              + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)"))
+              + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)")
+              + (f"; with tta {final['tta']} {final['val_lesion_f1']:.4f} (its thresholds are stored)" if final else ""))
         return 0
     result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device, fold=args.fold,
                    resume=args.resume, seed=args.seed, plan=args.plan,

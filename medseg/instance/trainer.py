@@ -148,9 +148,11 @@ def train_instance(config: str | Path | InstanceConfig | None, dataset: str | Pa
                    epochs: int | None = None, device: str = "auto", fold: int | str = 0, resume: bool = False,
                    seed: int = 0, progress: bool = True, init: str | Path | None = None, **ignored) -> dict:
     """Train the slice-wise Mask R-CNN; returns ``{"epoch", "best_f1", "best_epoch", "metrics",
-    "score_threshold", "mask_threshold", "run_dir", "model", "task"}`` (``model``: the trained
-    torch module, final weights -- their moving average with ``optimizer.ema_decay`` -- on its
-    device; ``score_threshold``, ``mask_threshold``: the ones stored for prediction).
+    "score_threshold", "mask_threshold", "run_dir", "final_validation", "model", "task"}``
+    (``model``: the trained torch module, final weights -- their moving average with
+    ``optimizer.ema_decay`` -- on its device; ``score_threshold``, ``mask_threshold``: the ones
+    stored for prediction; ``final_validation``: the record of the final validation with TTA
+    (:func:`final_validation`), or None).
 
     Args:
         config: a YAML with ``task: instance`` (``configs/maskrcnn_lesions_cpu.yaml``), its
@@ -460,4 +462,5 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
     return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
             "metrics": state.metrics, "score_threshold": final.get("score_threshold"),
             "mask_threshold": final.get("mask_threshold"), "run_dir": str(run_dir),
+            "final_validation": final if final is not state.best else None,
             "model": task.eval_model, "task": "instance"}

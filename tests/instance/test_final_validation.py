@@ -54,6 +54,7 @@ def test_epochs_validate_plainly_and_the_best_weights_choose_the_thresholds_with
     cal = best["calibration"]
     assert cal["tta"] == "flips" and cal["epoch"] == best["epoch"]
     assert best["score_threshold"] == cal["score_threshold"] == TTA_THRESHOLD == res["score_threshold"]
+    assert res["final_validation"] == cal
     assert cal["plain_score_threshold"] in (0.3, 0.6) and cal["plain_val_lesion_f1"] == best["best"]["f1"]
     stored = json.loads((out / "threshold.json").read_text())
     assert stored["tta"] == "flips" and stored["score_threshold"] == TTA_THRESHOLD
@@ -96,6 +97,21 @@ def test_val_tta_every_validates_each_epoch_with_tta_and_none_has_no_final_valid
     assert "calibration" not in best and best["score_threshold"] == TTA_THRESHOLD
     assert json.loads((tmp_path / "every" / "threshold.json").read_text())["tta"] == "flips"
     calls.clear()
-    train_instance(_cfg(), phantoms, tmp_path / "plain", epochs=1, device="cpu", progress=False)
+    res = train_instance(_cfg(), phantoms, tmp_path / "plain", epochs=1, device="cpu", progress=False)
+    assert res["final_validation"] is None
     assert [c[0] for c in calls] == ["none"]
     assert json.loads((tmp_path / "plain" / "threshold.json").read_text())["tta"] == "none"
+
+
+def test_cli_names_the_tta_validation_whose_thresholds_it_stored(phantoms, tmp_path):
+    import yaml
+
+    from tests.conftest import run_cli
+
+    cfg = tmp_path / "tta.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "inference": {**TINY["inference"], "tta": "flips"}}))
+    r = run_cli("train", "--config", cfg, "--dataset", phantoms, "--out", tmp_path / "run", "--epochs", "1",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    f1 = load_checkpoint(tmp_path / "run" / "best.pt")["calibration"]["val_lesion_f1"]
+    assert "best validation 3D lesion F1 " in r.stdout and f"; with tta flips {f1:.4f} (its thresholds are stored)" in r.stdout
