@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
 	@$(BIN)/python -c "import medseg, torch, torchvision, monai; print('==> medseg', medseg.__version__, '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| monai', monai.__version__)"
 	@touch $(STAMP)
 
-# The main job end to end on the bundled samples (about 13 minutes for the U-Net steps and 4 for the instance model on 2 AVX-512 CPU cores after set-up; the instance step took 6.6 minutes on an AVX2-only VM (8.4 before its step became 1.4x cheaper);
+# The main job end to end on the bundled samples (about 20 minutes for the U-Net steps and 5-6 for the instance model on 2 AVX-512 CPU cores after set-up: its 4 epochs take under 2 minutes, then a validation with flip TTA chooses its thresholds; the instance step took 6.6 minutes on an AVX2-only VM in session 10;
 # faster with a GPU). Every step is a plain `medseg` command you can run yourself.
 DEMO       := demo_out
 DEMO_EPOCHS ?= 40
