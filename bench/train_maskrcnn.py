@@ -213,7 +213,7 @@ def main() -> None:
         t0 = time.perf_counter()
         # the probe epoch: with `tta` and `val_tta: final` the epochs validate on the plain pass and
         # the run ends with one validation with TTA, which the probe (a one-epoch run) must not spend
-        final_tta = cfg.inference.tta != "none" and cfg.inference.val_tta == "final"
+        final_tta = cfg.inference.final_tta
         probe = copy.deepcopy(cfg)
         if final_tta:
             probe.inference.tta = "none"

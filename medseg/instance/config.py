@@ -309,6 +309,11 @@ class InstanceInferenceConfig:
     tta: Literal["none", "flips"] = "none"
     val_tta: Literal["final", "every"] = "final"
 
+    @property
+    def final_tta(self) -> bool:
+        """Whether the epochs validate on the plain pass and only the final validation runs TTA."""
+        return self.tta != "none" and self.val_tta == "final"
+
     def validate(self, where: str) -> None:
         if self.score_threshold != "auto" and not 0 <= self.score_threshold <= 1:
             raise ConfigError(f"{where}.score_threshold: auto or a number in [0, 1], got {self.score_threshold}")

@@ -85,7 +85,7 @@ class InstancePredictor(PredictorProtocol):
         elif ckpt.get("score_threshold") is not None:
             threshold, source = float(ckpt["score_threshold"]), f"validation ({checkpoint})"
             inf = cfg.inference
-            if inf.tta != "none" and inf.val_tta == "final" and (ckpt.get("calibration") or {}).get("tta") != inf.tta:
+            if inf.final_tta and (ckpt.get("calibration") or {}).get("tta") != inf.tta:
                 source += (f", chosen without TTA: the run has not finished its final validation with tta {inf.tta} "
                            "(`medseg train --resume` runs it)")
         else:

@@ -305,12 +305,6 @@ class InstanceTask(Task):
             self.ema.update(self.model)
         return loss
 
-    @property
-    def final_tta(self) -> bool:
-        """Whether the epochs validate on the plain pass and :func:`final_validation` runs TTA."""
-        inf = self.cfg.inference
-        return inf.tta != "none" and inf.val_tta == "final"
-
     def evaluate(self, model=None, cfg: InstanceConfig | None = None) -> dict:
         """Validation of ``model`` (default: the weights validation uses) with ``cfg`` (default:
         the epochs' settings: the plain pass under ``val_tta: final``)."""
@@ -319,7 +313,7 @@ class InstanceTask(Task):
         epoch_validation = model is None and cfg is None
         if cfg is None:
             cfg = self.cfg
-            if self.final_tta:
+            if cfg.inference.final_tta:
                 cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, tta="none"))
         t0 = time.perf_counter()
         metrics = validate(self.eval_model if model is None else model, self.val_cases, cfg, self.class_values,
@@ -342,7 +336,7 @@ class InstanceTask(Task):
                 "mask_threshold": metrics["mask_threshold"]}
 
     def on_improved(self, epoch, metrics):
-        self.write_thresholds(epoch, metrics, "none" if self.final_tta else self.cfg.inference.tta)
+        self.write_thresholds(epoch, metrics, "none" if self.cfg.inference.final_tta else self.cfg.inference.tta)
 
     def write_thresholds(self, epoch: int, metrics: dict, tta: str) -> None:
         """``RUN/threshold.json``: the thresholds of ``metrics`` (validation with ``tta``) and their F1 curves."""
@@ -384,24 +378,24 @@ class InstanceTask(Task):
 
 def _final_validation_pending(cfg: InstanceConfig, run_dir: Path) -> bool:
     """Whether ``best.pt`` still lacks the final validation with ``cfg``'s TTA."""
-    inf, best = cfg.inference, Path(run_dir) / BEST
-    if inf.tta == "none" or inf.val_tta != "final" or not best.is_file():
+    best = Path(run_dir) / BEST
+    if not cfg.inference.final_tta or not best.is_file():
         return False
-    return (ck.load_checkpoint(best).get("calibration") or {}).get("tta") != inf.tta
+    return (ck.load_checkpoint(best).get("calibration") or {}).get("tta") != cfg.inference.tta
 
 
 def final_validation(task: InstanceTask) -> dict | None:
     """Validate ``best.pt``'s weights with the config's TTA and store the thresholds chosen on
     the merged scores in ``best.pt`` (``score_threshold``, ``mask_threshold`` and
     ``calibration``, a record of this validation) and ``threshold.json``, each written
-    atomically; only under :attr:`InstanceTask.final_tta` with validation cases. A ``best.pt``
+    atomically; only under ``inference.final_tta`` with validation cases. A ``best.pt``
     already validated with this TTA is left as it is. Returns the ``calibration`` record, or None.
 
     Ctrl-C or SIGTERM leave ``best.pt`` with the plain-pass thresholds; ``--resume`` then runs
     only this validation.
     """
     path = task.run_dir / BEST
-    if not (task.final_tta and task.val_cases and path.is_file()):
+    if not (task.cfg.inference.final_tta and task.val_cases and path.is_file()):
         return None
     best = ck.load_checkpoint(path)
     tta = task.cfg.inference.tta
@@ -458,9 +452,10 @@ def _run(cfg: InstanceConfig, dataset: Path, run_dir: Path, epochs: int, dev, fo
                              "classes": class_values, "init": init_info})
     if not finish_only:
         state = fit(task, state)
-    final = final_validation(task) or state.best
+    record = final_validation(task)
+    stored = record or state.best  # the thresholds prediction uses
     return {"epoch": epochs - 1, "best_f1": state.best["f1"], "best_epoch": state.best["epoch"],
-            "metrics": state.metrics, "score_threshold": final.get("score_threshold"),
-            "mask_threshold": final.get("mask_threshold"), "run_dir": str(run_dir),
-            "final_validation": final if final is not state.best else None,
+            "metrics": state.metrics, "score_threshold": stored.get("score_threshold"),
+            "mask_threshold": stored.get("mask_threshold"), "run_dir": str(run_dir),
+            "final_validation": record,
             "model": task.eval_model, "task": "instance"}
