@@ -137,3 +137,40 @@ def load_yaml(path: str | Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from e
+
+
+def apply_overrides(data: Any, overrides: "list[str] | tuple[str, ...]", where: str = "--set") -> dict:
+    """A copy of config ``data`` (a mapping, or None for the defaults) with ``KEY=VALUE``
+    overrides applied in order: ``KEY`` is a dotted path (``inference.tta``), ``VALUE`` is read
+    as YAML (``20``, ``none``, ``[0.8, 0.8]``, ``null``). Missing intermediate mappings are
+    created; whether the key exists is checked by the config class that reads the result
+    (:func:`from_dict`), so an unknown key gets that message. Raises :class:`ConfigError` for an
+    item without ``=``, an empty key, a path through a non-mapping value, or broken YAML."""
+    import copy
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the config is not a mapping of keys, so it cannot be overridden")
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE with a dotted key, e.g. "
+                              "--set epochs=20 or --set inference.tta=none")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+            if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+                value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where} {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)})") from e
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{where} {item!r}: {'.'.join(parts[:i + 1])} is a value ({nxt!r}), not a "
+                                  "section with keys")
+            node = nxt
+        node[parts[-1]] = value
+    return out

@@ -39,6 +39,9 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--init", type=Path, metavar="RUN_DIR",
                    help="fine-tune: start from an earlier run's weights and plan (best.pt, else last.pt); a changed "
                         "number of classes re-initialises only the output head")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config value without editing the file (repeatable): a dotted key and a "
+                        "YAML value, e.g. --set epochs=20 --set inference.tta=none --set optimizer.lr=1e-3")
     p.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="memory budget when computing the plan")
 
 
@@ -50,15 +53,20 @@ def run(args: argparse.Namespace) -> int:
         from medseg.errors import InputError
 
         raise InputError(f"--epochs {args.epochs}: must be at least 1")
-    if config_task(args.config) == "instance":  # `task: instance`: the slice-wise Mask R-CNN (medseg.instance)
-        result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device,
+    config = args.config
+    if args.overrides:  # --set KEY=VALUE: the YAML's contents with the overrides, read by the task's config class
+        from medseg.config import apply_overrides, load_yaml
+
+        config = apply_overrides(load_yaml(args.config) if args.config else None, args.overrides)
+    if config_task(config) == "instance":  # `task: instance`: the slice-wise Mask R-CNN (medseg.instance)
+        result = train(config, args.dataset, args.out, epochs=args.epochs, device=args.device,
                        fold=args.fold, resume=args.resume, seed=args.seed, init=args.init)
         best, final = result["best_f1"], result.get("final_validation")
         print(f"run {result['run_dir']}: best validation 3D lesion F1 "
               + (f"{best:.4f} at epoch {result['best_epoch'] + 1}" if best >= 0 else "n/a (no validation)")
               + (f"; with tta {final['tta']} {final['val_lesion_f1']:.4f} (its thresholds are stored)" if final else ""))
         return 0
-    result = train(args.config, args.dataset, args.out, epochs=args.epochs, device=args.device, fold=args.fold,
+    result = train(config, args.dataset, args.out, epochs=args.epochs, device=args.device, fold=args.fold,
                    resume=args.resume, seed=args.seed, plan=args.plan,
                    gpu_memory_gb=args.gpu_memory or default_gpu_memory(), init=args.init)
     best = result["best_dice"]

@@ -148,10 +148,13 @@ class TrainConfig:
             raise ConfigError(f"{where}.batch_size: must be >= 1 (or left out: the plan's), got {self.batch_size}")
 
 
-def load_config(path: str | Path | None) -> TrainConfig:
-    """Read a config YAML (None: all defaults). Errors name the key and the allowed values."""
+def load_config(path: "str | Path | dict | None") -> TrainConfig:
+    """Read a config YAML (None: all defaults; a dict: its parsed contents). Errors name the key
+    and the allowed values."""
     if path is None:
         return TrainConfig()
+    if isinstance(path, dict):
+        return from_dict(TrainConfig, path)
     data = load_yaml(path) or {}
     return from_dict(TrainConfig, data, where=Path(path).name)
 

@@ -32,7 +32,7 @@ from medseg.train.setup import loader_for, prepare
 from medseg.train.validation import validate
 
 
-def train(config: str | Path | TrainConfig | None, dataset: str | Path, out: str | Path, *, epochs: int | None = None,
+def train(config: str | Path | dict | TrainConfig | None, dataset: str | Path, out: str | Path, *, epochs: int | None = None,
           device: str = "auto", fold: int | str = 0, resume: bool = False, seed: int = 0,
           plan: "str | Path | Plan | None" = None, gpu_memory_gb: float = 8.0, progress: bool = True,
           init: str | Path | None = None) -> dict:
@@ -40,7 +40,8 @@ def train(config: str | Path | TrainConfig | None, dataset: str | Path, out: str
     (``model``: the trained torch module, final weights, on its device).
 
     Args:
-        config: a YAML preset (``configs/unet_organs.yaml``), a `TrainConfig`, or None (defaults).
+        config: a YAML preset (``configs/unet_organs.yaml``), its parsed contents (a dict), a
+            `TrainConfig`, or None (defaults).
         dataset: nnU-Net v2 or Decathlon dataset folder.
         out: run directory (created; must not hold a run unless ``resume``).
         epochs: total epochs (default: the config's; with ``resume``, larger extends a finished run).

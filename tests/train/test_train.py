@@ -55,6 +55,26 @@ def test_exponent_without_a_dot_is_a_number(tmp_path):
     assert cfg.optimizer.lr == 3e-4 and cfg.optimizer.weight_decay == 1e-5
 
 
+def test_overrides_are_yaml_values_at_dotted_keys_on_a_copy():
+    from medseg.config import apply_overrides
+
+    data = {"epochs": 5, "optimizer": {"name": "adamw", "lr": 0.001}, "inference": {"tta": "flips"}}
+    out = apply_overrides(data, ["epochs=20", "optimizer.lr=2e-4", "inference.tta=none", "data.spacing_mm=[0.8, 0.8]",
+                                 "model.pretrained_weights=null", "description=a = b"])
+    assert out == {"epochs": 20, "optimizer": {"name": "adamw", "lr": 2e-4}, "inference": {"tta": "none"},
+                   "data": {"spacing_mm": [0.8, 0.8]}, "model": {"pretrained_weights": None}, "description": "a = b"}
+    assert data == {"epochs": 5, "optimizer": {"name": "adamw", "lr": 0.001}, "inference": {"tta": "flips"}}
+    assert apply_overrides(None, ["epochs=3"]) == {"epochs": 3}
+    # the overridden mapping is what the config class reads: an unknown key gets its message
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch'; allowed keys"):
+        load_config(apply_overrides({}, ["epoch=3"]))
+    assert load_config(apply_overrides({}, ["epochs=3"])).epochs == 3
+    for bad, match in (("epochs", "expected KEY=VALUE"), ("=3", "expected KEY=VALUE"), ("a..b=1", "expected KEY=VALUE"),
+                       ("epochs=[1", "not valid YAML"), ("epochs.x=1", r"epochs is a value \(5\), not a section")):
+        with pytest.raises(ConfigError, match=match):
+            apply_overrides(data, [bad])
+
+
 def test_presets_load_and_name_no_dataset_label():
     """Shipped presets fit any dataset: nothing in them names a label of the phantoms."""
     for name in ("unet_organs", "unet_tumor", "unet_tumor_cpu"):
@@ -178,6 +198,19 @@ def test_cli_train_and_errors(cli, phantoms, tmp_path):
     r = cli("train", "--config", cfg, "--dataset", ds, "--out", tmp_path / "run", "--plan", plan, "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "best mean foreground Dice" in r.stdout and (tmp_path / "run" / "best.pt").exists()
+    # --set overrides the file's values (the file itself is untouched) and reaches the stored config
+    r = cli("train", "--config", cfg, "--dataset", ds, "--out", tmp_path / "run2", "--plan", plan, "--device", "cpu",
+            "--set", "iterations_per_epoch=3", "--set", "optimizer.lr=0.002")
+    assert r.returncode == 0, r.stderr
+    stored = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
+    assert stored["iterations_per_epoch"] == 3 and stored["optimizer"]["lr"] == 0.002 and stored["epochs"] == 1
+    assert cfg.read_text() == "epochs: 1\niterations_per_epoch: 2\nnum_workers: 0\n"
+    for item, message in (("optimizer.lr", "error: --set 'optimizer.lr': expected KEY=VALUE"),
+                          ("optimiser.lr=1", "error: config: unknown key 'optimiser'"),
+                          ("epochs.n=2", "error: --set 'epochs.n=2': epochs is a value (1), not a section")):
+        r = cli("train", "--config", cfg, "--dataset", ds, "--out", tmp_path / "x", "--set", item)
+        assert r.returncode == 2 and r.stderr.strip().startswith(message), (item, r.stderr)
+        assert "Traceback" not in r.stderr and not (tmp_path / "x").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: many\n")
     r = cli("train", "--config", bad, "--dataset", ds, "--out", tmp_path / "x")
