@@ -53,8 +53,8 @@ def main(demo: Path) -> int:
 
 
 def instance_line(demo: Path, heldout: str = "heldout/labelsTr") -> str | None:
-    """``"held-out 3D lesion F1 (classes): instance model (Mask R-CNN) 0.xxx (found T, F false),
-    U-Net 0.xxx (found T, F false), on the same N reference lesions of C cases"`` or None
+    """``"held-out 3D lesion F1 (classes): instance model (Mask R-CNN) 0.xxx (found T; F of P predicted
+    lesions false), U-Net 0.xxx (...), on the same N reference lesions of C cases"`` or None
     without DEMO_DIR/instance_predictions/manifest.csv.
 
     Reference lesions: the 26-connected components of the instance run's classes
@@ -92,12 +92,14 @@ def instance_line(demo: Path, heldout: str = "heldout/labelsTr") -> str | None:
     n = sum(m.n_ref for m in inst)
 
     def counts(ms) -> str:
-        return f"{pooled_rates(ms)[2]:.3f} (found {sum(m.tp for m in ms)}, {sum(m.fp for m in ms)} false)"
+        # a prediction that half-covers a lesion but lies mostly outside it finds the lesion and is false too
+        return (f"{pooled_rates(ms)[2]:.3f} (found {sum(m.tp for m in ms)}; "
+                f"{sum(m.fp for m in ms)} of {sum(m.n_pred for m in ms)} predicted lesions false)")
 
     text = f"held-out 3D lesion F1 ({', '.join(classes)}): instance model (Mask R-CNN) {counts(inst)}"
     if len(unet) == len(inst):
         text += f", U-Net {counts(unet)}"
-    return text + f", on the same {n} reference lesions of {len(inst)} cases"
+    return text + f", on the same {n} reference lesions of {len(inst)} case" + ("s" if len(inst) != 1 else "")
 
 
 if __name__ == "__main__":

@@ -53,5 +53,6 @@ def test_instance_line_scores_both_models_on_the_same_lesions(tmp_path):
             w.writeheader()
             w.writerow({"case": "case_0", "status": "done", "output": "case_0.nii.gz"})
     line = instance_line(tmp_path)
-    assert line == ("held-out 3D lesion F1 (tumour): instance model (Mask R-CNN) 0.500 (found 1, 1 false), "
-                    "U-Net 1.000 (found 2, 0 false), on the same 2 reference lesions of 1 cases")
+    assert line == ("held-out 3D lesion F1 (tumour): instance model (Mask R-CNN) 0.500 (found 1; 1 of 2 predicted "
+                    "lesions false), U-Net 1.000 (found 2; 0 of 2 predicted lesions false), on the same 2 reference "
+                    "lesions of 1 case")
